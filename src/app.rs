@@ -1,0 +1,315 @@
+//! Wiring: config chooses the implementations, `App::build` connects them and binds the port,
+//! `App::run_until` serves gRPC, gRPC-Web, reflection, health and the JWKS document on that one
+//! port until told to stop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::response::IntoResponse;
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, SmsProviderKind};
+use crate::db::{self, UserRepo};
+use crate::flows::{Deps, Policy};
+use crate::grpc::AuthApi;
+use crate::otp::OtpHasher;
+use crate::proto::auth_service_server::AuthServiceServer;
+use crate::session::KeyRing;
+use crate::sms::{LogSms, SmsSender};
+use crate::store::memory::{MemoryOtpStore, MemoryRateLimiter, MemorySessionStore};
+
+/// The gRPC service name health reports on.
+pub const SERVICE_NAME: &str = "arogya.auth.v1.AuthService";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    #[error(transparent)]
+    Key(#[from] crate::session::SessionError),
+    #[error("server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// A built service: stores connected, migrations applied, port bound, not yet serving.
+pub struct App {
+    config: Config,
+    deps: Deps,
+    listener: TcpListener,
+}
+
+impl App {
+    pub async fn build(config: Config) -> Result<Self, AppError> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// As [`App::build`], with the clock the flows read (tests pass a `ManualClock`).
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, AppError> {
+        if config.redis_url.is_some() {
+            return Err(AppError::Config(
+                "REDIS_URL is set, but this build has only the in-memory store (Redis arrives with issue 4); unset it".into(),
+            ));
+        }
+        let sms: Arc<dyn SmsSender> = match config.sms.provider {
+            SmsProviderKind::Log => Arc::new(LogSms),
+            other => {
+                return Err(AppError::Config(format!(
+                    "AROGYA_SMS__PROVIDER={other:?} is not available in this build yet (issue 5); use `log`"
+                )));
+            }
+        };
+        let keys = match &config.jwt.private_key_file {
+            Some(path) => KeyRing::from_pem_file(path, &config.jwt.issuer, &config.jwt.audience)?,
+            None => KeyRing::generate(&config.jwt.issuer, &config.jwt.audience)?,
+        };
+        let hasher = match &config.otp.secret {
+            Some(secret) => OtpHasher::new(secret),
+            None => OtpHasher::generated(),
+        };
+
+        let policy = Policy::from_config(&config, sms.as_ref());
+        let database = match &config.database_url {
+            Some(u) => redact_url(u),
+            None => format!("sqlite file {}", config.database.sqlite_path.display()),
+        };
+        tracing::info!(
+            env = ?config.env,
+            state = "in-memory (lost on restart; single replica only)",
+            database = %database,
+            sms = sms.name(),
+            signing_key = %keys.source,
+            kid = keys.signing_kid(),
+            otp_secret = if config.otp.secret.is_some() { "configured" } else { "generated for this run" },
+            dev_otp = policy.reveal_dev_otp,
+            rate_limits = policy.limits.is_some(),
+            "arogya-auth starting"
+        );
+
+        let url = db::database_url(config.database_url.as_deref(), &config.database.sqlite_path);
+        let conn = db::connect(&url).await?;
+        if config.database.run_migrations {
+            db::migrate(&conn).await?;
+        }
+
+        let listener = TcpListener::bind(config.listen_addr)
+            .await
+            .map_err(|source| AppError::Bind {
+                addr: config.listen_addr,
+                source,
+            })?;
+
+        let deps = Deps {
+            otps: Arc::new(MemoryOtpStore::new()),
+            sessions: Arc::new(MemorySessionStore::new()),
+            limits: Arc::new(MemoryRateLimiter::new()),
+            sms,
+            users: UserRepo::new(conn),
+            clock,
+            hasher: Arc::new(hasher),
+            keys: Arc::new(keys),
+            policy: Arc::new(policy),
+        };
+        Ok(Self {
+            config,
+            deps,
+            listener,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or(self.config.listen_addr)
+    }
+
+    pub fn deps(&self) -> &Deps {
+        &self.deps
+    }
+
+    /// Serves until `shutdown` completes; then health turns NOT_SERVING, the listener closes,
+    /// in-flight calls finish (for at most `server.shutdown_grace_seconds`), and this returns.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AppError> {
+        let Self {
+            config,
+            deps,
+            listener,
+        } = self;
+        let (health, health_svc) = tonic_health::server::health_reporter();
+        health.set_serving::<AuthServiceServer<AuthApi>>().await;
+
+        let auth =
+            AuthServiceServer::new(AuthApi::new(deps.clone(), config.trusted_proxies.clone()))
+                .max_decoding_message_size(config.server.max_message_bytes)
+                .max_encoding_message_size(config.server.max_message_bytes);
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| AppError::Config(format!("reflection: {e}")))?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .map_err(|e| AppError::Config(format!("reflection: {e}")))?;
+
+        let jwks = Arc::new(deps.keys.jwks().to_string());
+        let mut routes = tonic::service::Routes::builder();
+        routes
+            .add_service(auth)
+            .add_service(health_svc)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha);
+        // gRPC-Web only on the gRPC routes: on the whole server it turns plain HTTP/1.1 GETs
+        // (JWKS, probes) into 400s (STACK.md, gotcha 1).
+        let router = routes
+            .routes()
+            .into_axum_router()
+            .layer(tonic_web::GrpcWebLayer::new())
+            .route(
+                "/.well-known/jwks.json",
+                axum::routing::get(move || {
+                    let body = jwks.clone();
+                    async move {
+                        (
+                            [
+                                (header::CONTENT_TYPE, "application/jwk-set+json"),
+                                (header::CACHE_CONTROL, "public, max-age=300"),
+                            ],
+                            body.as_str().to_owned(),
+                        )
+                            .into_response()
+                    }
+                }),
+            );
+
+        let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
+        let stopping = Arc::new(tokio::sync::Notify::new());
+        let signal = {
+            let (health, stopping) = (health.clone(), stopping.clone());
+            async move {
+                shutdown.await;
+                tracing::info!("shutting down: no new connections; finishing calls in flight");
+                health.set_not_serving::<AuthServiceServer<AuthApi>>().await;
+                health
+                    .set_service_status("", ServingStatus::NotServing)
+                    .await;
+                stopping.notify_one();
+            }
+        };
+
+        tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving gRPC, gRPC-Web, reflection, health and /.well-known/jwks.json");
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let serve = Server::builder()
+            .accept_http1(true)
+            .timeout(Duration::from_secs(config.server.request_timeout_seconds))
+            .http2_max_header_list_size(config.server.max_header_list_bytes)
+            .max_concurrent_streams(256)
+            .layer(cors_layer(&config.cors.allowed_origins))
+            .layer(tower::limit::ConcurrencyLimitLayer::new(
+                config.server.concurrency_limit,
+            ))
+            .add_routes(tonic::service::Routes::from(router))
+            .serve_with_incoming_shutdown(incoming, signal);
+        tokio::pin!(serve);
+        tokio::select! {
+            result = &mut serve => result?,
+            () = async { stopping.notified().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(grace_seconds = grace.as_secs(), "calls still open after the grace period; closing them");
+            }
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Exact-origin allow-list; exposes the gRPC status headers so browsers can read errors and
+/// rich details.
+fn cors_layer(origins: &[String]) -> CorsLayer {
+    let allowed: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(allowed))
+        .allow_methods([Method::POST, Method::GET, Method::OPTIONS])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            HeaderName::from_static("x-grpc-web"),
+            HeaderName::from_static("x-user-agent"),
+            HeaderName::from_static("grpc-timeout"),
+        ])
+        .expose_headers([
+            HeaderName::from_static("grpc-status"),
+            HeaderName::from_static("grpc-message"),
+            HeaderName::from_static("grpc-status-details-bin"),
+        ])
+        .max_age(Duration::from_secs(600))
+}
+
+/// A database URL without its password, for the start-up log.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}://{user}:***@{}", &url[..s], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_passwords_never_reach_the_log() {
+        assert_eq!(
+            super::redact_url("postgres://app:s3cret@db:5432/auth"),
+            "postgres://app:***@db:5432/auth"
+        );
+        assert_eq!(
+            super::redact_url("sqlite://x.db?mode=rwc"),
+            "sqlite://x.db?mode=rwc"
+        );
+    }
+}

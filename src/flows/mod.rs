@@ -1,0 +1,68 @@
+//! The sign-in and session flows: the rules of DESIGN.md run against the store, database and
+//! SMS traits. No tonic here: `grpc/` adapts these to the wire, `app.rs` builds [`Deps`].
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::clock::{Clock, Millis};
+use crate::config::{Config, RateLimitConfig};
+use crate::db::UserRepo;
+use crate::otp::OtpHasher;
+use crate::session::KeyRing;
+use crate::sms::SmsSender;
+use crate::store::{OtpStore, RateLimiter, SessionStore};
+
+pub mod otp;
+pub mod session;
+
+/// Everything a flow may touch, chosen once by `app.rs`. Cheap to clone.
+#[derive(Clone)]
+pub struct Deps {
+    pub otps: Arc<dyn OtpStore>,
+    pub sessions: Arc<dyn SessionStore>,
+    pub limits: Arc<dyn RateLimiter>,
+    pub sms: Arc<dyn SmsSender>,
+    pub users: UserRepo,
+    pub clock: Arc<dyn Clock>,
+    pub hasher: Arc<OtpHasher>,
+    pub keys: Arc<KeyRing>,
+    pub policy: Arc<Policy>,
+}
+
+/// The numbers the flows follow, taken from [`Config`] once.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub otp_ttl_ms: Millis,
+    pub max_attempts: u32,
+    pub resend_cooldown_ms: Millis,
+    /// `None` when `rate_limit.enabled = false`.
+    pub limits: Option<RateLimitConfig>,
+    pub access_ttl_ms: Millis,
+    pub session_ttl_ms: Millis,
+    pub session_absolute_ms: Millis,
+    /// Hand the code back as `dev_otp`: only with a dev-only SMS provider outside production.
+    pub reveal_dev_otp: bool,
+    pub app_name: String,
+}
+
+impl Policy {
+    pub fn from_config(cfg: &Config, sms: &dyn SmsSender) -> Self {
+        Self {
+            otp_ttl_ms: Millis::from(cfg.otp.ttl_seconds) * 1000,
+            max_attempts: cfg.otp.max_attempts,
+            resend_cooldown_ms: Millis::from(cfg.otp.resend_cooldown_seconds) * 1000,
+            limits: cfg.rate_limit.enabled.then(|| cfg.rate_limit.clone()),
+            access_ttl_ms: Millis::from(cfg.jwt.access_ttl_seconds) * 1000,
+            session_ttl_ms: (cfg.session.ttl_seconds as Millis).saturating_mul(1000),
+            session_absolute_ms: (cfg.session.absolute_ttl_seconds as Millis).saturating_mul(1000),
+            reveal_dev_otp: sms.is_dev_only() && !cfg.is_production(),
+            app_name: cfg.sms.app_name.clone(),
+        }
+    }
+}
+
+/// Who is calling, as far as rate limits care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    pub ip: IpAddr,
+}

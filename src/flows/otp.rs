@@ -1,0 +1,227 @@
+//! RequestOtp, ResendOtp and VerifyOtp.
+//!
+//! Sending never looks at the user table, so it costs and answers the same for a number with
+//! an account and one without. Verifying answers one error for a wrong, expired or missing code.
+
+use chrono::{TimeZone, Utc};
+use rand::RngExt;
+
+use super::session::{self, Tokens};
+use super::{Caller, Deps};
+use crate::clock::{Millis, secs_until};
+use crate::config::LimitRule;
+use crate::db::user;
+use crate::otp::{OtpCode, OtpError, PhoneKey};
+use crate::phone::PhoneNumber;
+use crate::sms::otp_message;
+use crate::store::{Attempt, Decision, Issue, StoredOtp};
+
+/// What the caller learns after a code is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub expires_in_seconds: u32,
+    pub resend_after_seconds: u32,
+    pub max_attempts: u32,
+    /// The code, only when the policy allows (`log` provider outside production).
+    pub dev_otp: Option<String>,
+}
+
+/// RequestOtp and ResendOtp differ only in their log line: both replace any earlier code,
+/// both obey the cooldown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendKind {
+    Request,
+    Resend,
+}
+
+/// A completed sign-in.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub tokens: Tokens,
+    pub user: user::Model,
+    pub new_user: bool,
+}
+
+async fn limit(
+    deps: &Deps,
+    name: &'static str,
+    key: &str,
+    rule: LimitRule,
+    now: Millis,
+) -> Result<(), OtpError> {
+    match deps.limits.hit(key, rule, now).await? {
+        Decision::Allowed => Ok(()),
+        Decision::Limited { retry_after } => {
+            tracing::info!(
+                limit = name,
+                retry_after_ms = retry_after.as_millis() as u64,
+                "rate limited"
+            );
+            Err(OtpError::RateLimited {
+                limit: name,
+                retry_after_secs: retry_after.as_millis().div_ceil(1000) as u64,
+            })
+        }
+    }
+}
+
+#[tracing::instrument(name = "otp.send", skip_all, fields(kind = ?kind, phone))]
+pub async fn send_code(
+    deps: &Deps,
+    raw_phone: &str,
+    caller: Caller,
+    kind: SendKind,
+) -> Result<Sent, OtpError> {
+    let phone = PhoneNumber::parse(raw_phone)?;
+    tracing::Span::current().record("phone", tracing::field::display(phone.masked()));
+    let policy = &deps.policy;
+    let now = deps.clock.now_ms();
+    let key = deps.hasher.phone_key(&phone);
+
+    if let Some(l) = &policy.limits {
+        limit(
+            deps,
+            "ip_otp_requests",
+            &format!("ip-otp:{}", caller.ip),
+            l.ip_otp_requests,
+            now,
+        )
+        .await?;
+    }
+    // Cheap check first, so a cooldown refusal spends no per-number or global budget.
+    if let Some(until) = deps.otps.cooldown_until(&key, now).await? {
+        return Err(OtpError::Cooldown {
+            retry_after_secs: secs_until(now, until),
+        });
+    }
+    if let Some(l) = &policy.limits {
+        limit(
+            deps,
+            "phone_sends",
+            &format!("phone-send:{}", key.as_str()),
+            l.phone_sends,
+            now,
+        )
+        .await?;
+        limit(deps, "sms_global", "sms-global", l.sms_global, now).await?;
+    }
+
+    let code = OtpCode::generate();
+    let stored = StoredOtp {
+        id: rand::rng().random(),
+        hash: deps.hasher.hash_code(&phone, &code),
+        expires_at: now + policy.otp_ttl_ms,
+    };
+    let id = stored.id;
+    if let Issue::Cooldown { until } = deps
+        .otps
+        .issue(&key, stored, now + policy.resend_cooldown_ms, now)
+        .await?
+    {
+        return Err(OtpError::Cooldown {
+            retry_after_secs: secs_until(now, until),
+        });
+    }
+
+    let text = otp_message(
+        &policy.app_name,
+        code.expose(),
+        (policy.otp_ttl_ms / 60_000).max(1) as u32,
+    );
+    if let Err(err) = deps.sms.send(&phone, &text).await {
+        tracing::warn!(provider = deps.sms.name(), error = %err, "sms not sent; code withdrawn and cooldown refunded");
+        deps.otps.withdraw(&key, id).await?;
+        return Err(OtpError::SmsUnavailable);
+    }
+    tracing::info!(provider = deps.sms.name(), "code sent");
+    Ok(Sent {
+        expires_in_seconds: (policy.otp_ttl_ms / 1000) as u32,
+        resend_after_seconds: (policy.resend_cooldown_ms / 1000) as u32,
+        max_attempts: policy.max_attempts,
+        dev_otp: policy.reveal_dev_otp.then(|| code.expose().to_owned()),
+    })
+}
+
+#[tracing::instrument(name = "otp.verify", skip_all, fields(phone))]
+pub async fn verify_code(
+    deps: &Deps,
+    raw_phone: &str,
+    raw_code: &str,
+    caller: Caller,
+) -> Result<SignedIn, OtpError> {
+    let phone = PhoneNumber::parse(raw_phone)?;
+    tracing::Span::current().record("phone", tracing::field::display(phone.masked()));
+    let code = OtpCode::parse(raw_code)?;
+    let policy = &deps.policy;
+    let now = deps.clock.now_ms();
+    let key = deps.hasher.phone_key(&phone);
+
+    if let Some(l) = &policy.limits {
+        limit(
+            deps,
+            "ip_verifies",
+            &format!("ip-verify:{}", caller.ip),
+            l.ip_verifies,
+            now,
+        )
+        .await?;
+        if let Decision::Limited { retry_after } = deps
+            .limits
+            .peek(&wrong_key(&key), l.phone_wrong_guesses, now)
+            .await?
+        {
+            return Err(OtpError::RateLimited {
+                limit: "phone_wrong_guesses",
+                retry_after_secs: retry_after.as_millis().div_ceil(1000) as u64,
+            });
+        }
+    }
+
+    let (otp, attempt) = match deps
+        .otps
+        .begin_attempt(&key, policy.max_attempts, now)
+        .await?
+    {
+        Attempt::NoCode => return Err(OtpError::WrongOrExpired),
+        Attempt::LockedOut => return Err(OtpError::AttemptsExhausted),
+        Attempt::Judge { otp, attempt } => (otp, attempt),
+    };
+
+    if !deps.hasher.matches(&phone, &code, &otp.hash) {
+        if let Some(l) = &policy.limits {
+            deps.limits
+                .record(&wrong_key(&key), l.phone_wrong_guesses, now)
+                .await?;
+        }
+        if attempt >= policy.max_attempts {
+            deps.otps
+                .lock_out(&key, otp.id, now + policy.otp_ttl_ms)
+                .await?;
+            tracing::info!(attempt, "wrong code; attempts used up, code destroyed");
+            return Err(OtpError::AttemptsExhausted);
+        }
+        tracing::info!(attempt, "wrong code");
+        return Err(OtpError::WrongOrExpired);
+    }
+    // Of two right guesses at once, only the one that consumes the code signs in.
+    if !deps.otps.consume(&key, otp.id).await? {
+        return Err(OtpError::WrongOrExpired);
+    }
+
+    let at = Utc
+        .timestamp_millis_opt(now)
+        .single()
+        .unwrap_or_else(Utc::now);
+    let (user, new_user) = deps.users.find_or_create(&phone, at).await?;
+    let tokens = session::start(deps, user.id, &phone, now).await?;
+    tracing::info!(new_user, session = %tokens.session_id, "signed in");
+    Ok(SignedIn {
+        tokens,
+        user,
+        new_user,
+    })
+}
+
+fn wrong_key(key: &PhoneKey) -> String {
+    format!("phone-wrong:{}", key.as_str())
+}

@@ -1,0 +1,168 @@
+//! ValidateSession, RefreshSession and Logout, and the start of a session after sign-in.
+
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use super::Deps;
+use crate::clock::Millis;
+use crate::phone::PhoneNumber;
+use crate::session::{RefreshToken, SessionError};
+use crate::store::{Rotation, SessionRecord};
+
+/// The tokens handed to a client.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub access_token: String,
+    pub access_expires_at: Millis,
+    pub refresh_token: String,
+    pub refresh_expires_at: Millis,
+    pub session_id: Uuid,
+}
+
+/// What ValidateSession tells a backend service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validated {
+    pub user_id: Uuid,
+    pub session_id: Uuid,
+    pub phone_e164: String,
+    pub expires_at: Millis,
+}
+
+fn access(
+    deps: &Deps,
+    rec: &SessionRecord,
+    refresh: &RefreshToken,
+    now: Millis,
+) -> Result<Tokens, SessionError> {
+    // An access token never outlives its session.
+    let ttl = deps
+        .policy
+        .access_ttl_ms
+        .min(rec.expires_at - now)
+        .max(1000);
+    let (access_token, claims) = deps.keys.issue(rec.user_id, rec.id, now, ttl)?;
+    Ok(Tokens {
+        access_token,
+        access_expires_at: claims.exp * 1000,
+        refresh_token: refresh.encode(),
+        refresh_expires_at: rec.expires_at,
+        session_id: rec.id,
+    })
+}
+
+pub async fn start(
+    deps: &Deps,
+    user_id: Uuid,
+    phone: &PhoneNumber,
+    now: Millis,
+) -> Result<Tokens, SessionError> {
+    let id = Uuid::new_v4();
+    let refresh = RefreshToken::generate(id);
+    let absolute = now.saturating_add(deps.policy.session_absolute_ms);
+    let rec = SessionRecord {
+        id,
+        user_id,
+        phone_e164: phone.as_e164().to_owned(),
+        refresh_hash: refresh.hash(),
+        previous_hashes: Vec::new(),
+        created_at: now,
+        expires_at: now.saturating_add(deps.policy.session_ttl_ms).min(absolute),
+        absolute_expires_at: absolute,
+    };
+    let tokens = access(deps, &rec, &refresh, now)?;
+    deps.sessions.create(rec).await?;
+    Ok(tokens)
+}
+
+pub async fn validate(deps: &Deps, token: &str) -> Result<Validated, SessionError> {
+    let now = deps.clock.now_ms();
+    let claims = deps.keys.verify(token, now)?;
+    let session_id = Uuid::parse_str(&claims.sid).map_err(|_| SessionError::InvalidToken)?;
+    let user_id = Uuid::parse_str(&claims.sub).map_err(|_| SessionError::InvalidToken)?;
+    let rec = deps
+        .sessions
+        .get(session_id, now)
+        .await?
+        .ok_or(SessionError::SessionEnded)?;
+    if rec.user_id != user_id {
+        return Err(SessionError::InvalidToken);
+    }
+    Ok(Validated {
+        user_id,
+        session_id,
+        phone_e164: rec.phone_e164,
+        expires_at: claims.exp * 1000,
+    })
+}
+
+#[tracing::instrument(name = "session.refresh", skip_all, fields(session))]
+pub async fn refresh(deps: &Deps, raw: &str) -> Result<Tokens, SessionError> {
+    let presented = RefreshToken::parse(raw)?;
+    tracing::Span::current().record("session", tracing::field::display(presented.session_id));
+    let now = deps.clock.now_ms();
+    let next = RefreshToken::generate(presented.session_id);
+    let rotation = deps
+        .sessions
+        .rotate(
+            presented.session_id,
+            &presented.hash(),
+            next.hash(),
+            now.saturating_add(deps.policy.session_ttl_ms),
+            now,
+        )
+        .await?;
+    match rotation {
+        Rotation::Rotated(rec) => access(deps, &rec, &next, now),
+        Rotation::Reused { user_id } => {
+            tracing::warn!(user = %user_id, "rotated refresh token presented again; session revoked");
+            Err(SessionError::RefreshReused)
+        }
+        Rotation::Invalid => Err(SessionError::InvalidToken),
+    }
+}
+
+/// Ends the session named by a refresh token or a bearer access token (one of them must be
+/// given); `all` ends every session of that user. Logging out an already-ended session with a
+/// still-valid access token succeeds: the goal is reached.
+#[tracing::instrument(name = "session.logout", skip_all, fields(all))]
+pub async fn logout(
+    deps: &Deps,
+    refresh_token: &str,
+    bearer: Option<&str>,
+    all: bool,
+) -> Result<(), SessionError> {
+    let now = deps.clock.now_ms();
+    let (session_id, user_id) = if !refresh_token.is_empty() {
+        let presented = RefreshToken::parse(refresh_token)?;
+        let rec = deps
+            .sessions
+            .get(presented.session_id, now)
+            .await?
+            .ok_or(SessionError::InvalidToken)?;
+        let hash = presented.hash();
+        let known = bool::from(rec.refresh_hash.ct_eq(&hash))
+            || rec
+                .previous_hashes
+                .iter()
+                .any(|h| bool::from(h.ct_eq(&hash)));
+        if !known {
+            return Err(SessionError::InvalidToken);
+        }
+        (rec.id, rec.user_id)
+    } else if let Some(token) = bearer {
+        let claims = deps.keys.verify(token, now)?;
+        let sid = Uuid::parse_str(&claims.sid).map_err(|_| SessionError::InvalidToken)?;
+        let uid = Uuid::parse_str(&claims.sub).map_err(|_| SessionError::InvalidToken)?;
+        (sid, uid)
+    } else {
+        return Err(SessionError::MissingToken);
+    };
+    if all {
+        let n = deps.sessions.revoke_all(user_id).await?;
+        tracing::info!(user = %user_id, sessions = n, "logged out everywhere");
+    } else {
+        deps.sessions.revoke(session_id).await?;
+        tracing::info!(session = %session_id, "logged out");
+    }
+    Ok(())
+}

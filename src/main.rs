@@ -1,0 +1,96 @@
+//! The `arogya-auth` binary: parse the command line, load config, start. Everything else is
+//! in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use arogya_auth::app::{App, shutdown_signal};
+use arogya_auth::config::Config;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "arogya-auth",
+    version,
+    about = "Phone-number sign-in for Arogya Vault (gRPC + gRPC-Web)"
+)]
+struct Cli {
+    /// TOML config file; the environment (AROGYA_…) overrides it.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print a new Ed25519 signing key (PKCS#8 PEM) for AROGYA_JWT__PRIVATE_KEY_FILE.
+    GenKey,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Two rustls crypto providers are compiled in (ring via sqlx, aws-lc via reqwest and
+    // jsonwebtoken); pick one for the process before anything uses TLS.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    if let Some(Command::GenKey) = cli.command {
+        return match arogya_auth::session::KeyRing::generate_pem() {
+            Ok(pem) => {
+                print!("{pem}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e.to_string()),
+        };
+    }
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return fail(&e.to_string()),
+    };
+    if let Err(e) = arogya_auth::telemetry::init(&config) {
+        return fail(&e);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Some(Command::Migrate) => {
+                let url = arogya_auth::db::database_url(
+                    config.database_url.as_deref(),
+                    &config.database.sqlite_path,
+                );
+                let conn = arogya_auth::db::connect(&url)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                arogya_auth::db::migrate(&conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tracing::info!("migrations applied");
+                Ok(())
+            }
+            _ => {
+                let app = App::build(config).await.map_err(|e| e.to_string())?;
+                app.run_until(shutdown_signal())
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("arogya-auth: {message}");
+    ExitCode::FAILURE
+}

@@ -1,0 +1,397 @@
+//! Ed25519 signing keys, access-token claims, and the JWKS document.
+//!
+//! Keys are parsed once, at start-up. Each key's `kid` is its RFC 7638 JWK thumbprint, so the
+//! same key always has the same id on every replica. Verification accepts only `EdDSA` and only
+//! a `kid` we know; `exp` is checked against our clock (so tests can move time), and its type is
+//! enforced by the claims struct (an `exp` that is a string fails to deserialize).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::{MAX_TOKEN_BYTES, SessionError};
+use crate::clock::Millis;
+
+/// The claims of an access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub aud: String,
+    /// The user id.
+    pub sub: String,
+    /// The session id.
+    pub sid: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+}
+
+struct VerifyKey {
+    decoding: DecodingKey,
+    /// base64url of the raw 32-byte public key (the JWK `x`).
+    x: String,
+}
+
+/// The signing key and every key whose tokens are still accepted.
+pub struct KeyRing {
+    signing_kid: String,
+    signing: EncodingKey,
+    verifying: HashMap<String, VerifyKey>,
+    validation: Validation,
+    issuer: String,
+    audience: String,
+    /// Where the signing key came from, for the start-up log ("generated" or the file path).
+    pub source: String,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRing")
+            .field("kid", &self.signing_kid)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl KeyRing {
+    /// A fresh key for the development default; it dies with the process.
+    pub fn generate(issuer: &str, audience: &str) -> Result<Self, SessionError> {
+        let pair = Ed25519KeyPair::generate()
+            .map_err(|_| SessionError::Key("could not generate an Ed25519 key".into()))?;
+        Self::from_pair(pair, issuer, audience, "generated".into())
+    }
+
+    /// Loads a PKCS#8 PEM Ed25519 private key (`openssl genpkey -algorithm ed25519`).
+    pub fn from_pem_file(path: &Path, issuer: &str, audience: &str) -> Result<Self, SessionError> {
+        let text = std::fs::read(path)
+            .map_err(|e| SessionError::Key(format!("{}: {e}", path.display())))?;
+        let pair = pair_from_pem(&text)
+            .map_err(|why| SessionError::Key(format!("{}: {why}", path.display())))?;
+        Self::from_pair(pair, issuer, audience, path.display().to_string())
+    }
+
+    /// A PEM of a freshly generated key (for `arogya-auth gen-key` and tests).
+    pub fn generate_pem() -> Result<String, SessionError> {
+        let pair = Ed25519KeyPair::generate()
+            .map_err(|_| SessionError::Key("could not generate an Ed25519 key".into()))?;
+        let der = pair
+            .to_pkcs8()
+            .map_err(|_| SessionError::Key("could not encode the key".into()))?;
+        Ok(pem::encode(&pem::Pem::new(
+            "PRIVATE KEY",
+            der.as_ref().to_vec(),
+        )))
+    }
+
+    fn from_pair(
+        pair: Ed25519KeyPair,
+        issuer: &str,
+        audience: &str,
+        source: String,
+    ) -> Result<Self, SessionError> {
+        let der = pair
+            .to_pkcs8()
+            .map_err(|_| SessionError::Key("could not encode the key".into()))?;
+        let x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
+        let kid = thumbprint(&x);
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.algorithms = vec![Algorithm::EdDSA];
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        // Expiry is checked in `verify` against the service clock, with no leeway.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.leeway = 0;
+        let mut verifying = HashMap::new();
+        verifying.insert(
+            kid.clone(),
+            VerifyKey {
+                decoding: DecodingKey::from_ed_der(pair.public_key().as_ref()),
+                x,
+            },
+        );
+        Ok(Self {
+            signing_kid: kid,
+            signing: EncodingKey::from_ed_der(der.as_ref()),
+            verifying,
+            validation,
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+            source,
+        })
+    }
+
+    pub fn signing_kid(&self) -> &str {
+        &self.signing_kid
+    }
+
+    /// Signs an access token for `user` in `session`, valid for `ttl_ms` from `now`.
+    pub fn issue(
+        &self,
+        user: Uuid,
+        session: Uuid,
+        now: Millis,
+        ttl_ms: Millis,
+    ) -> Result<(String, AccessClaims), SessionError> {
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: user.to_string(),
+            sid: session.to_string(),
+            iat: now / 1000,
+            exp: (now + ttl_ms) / 1000,
+            jti: Uuid::new_v4().simple().to_string(),
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.signing_kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &self.signing)
+            .map_err(|e| SessionError::Key(format!("signing failed: {e}")))?;
+        Ok((token, claims))
+    }
+
+    /// Checks signature, algorithm, kid, issuer, audience and expiry.
+    pub fn verify(&self, token: &str, now: Millis) -> Result<AccessClaims, SessionError> {
+        if token.is_empty() {
+            return Err(SessionError::MissingToken);
+        }
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(SessionError::TokenTooLong);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| SessionError::InvalidToken)?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(SessionError::InvalidToken);
+        }
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.verifying.get(kid))
+            .ok_or(SessionError::InvalidToken)?;
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &self.validation)
+            .map_err(|_| SessionError::InvalidToken)?;
+        if data.claims.exp * 1000 <= now {
+            return Err(SessionError::InvalidToken);
+        }
+        Ok(data.claims)
+    }
+
+    /// The public keys as an RFC 7517 JWK Set.
+    pub fn jwks(&self) -> serde_json::Value {
+        let mut kids: Vec<&String> = self.verifying.keys().collect();
+        kids.sort();
+        let keys: Vec<_> = kids
+            .into_iter()
+            .map(|kid| {
+                serde_json::json!({
+                    "kty": "OKP", "crv": "Ed25519", "x": self.verifying[kid].x,
+                    "kid": kid, "use": "sig", "alg": "EdDSA",
+                })
+            })
+            .collect();
+        serde_json::json!({ "keys": keys })
+    }
+}
+
+fn pair_from_pem(text: &[u8]) -> Result<Ed25519KeyPair, String> {
+    let parsed = pem::parse(text).map_err(|e| format!("not a PEM file ({e})"))?;
+    if parsed.tag() != "PRIVATE KEY" {
+        return Err(format!(
+            "expected a PKCS#8 `PRIVATE KEY` PEM block, found `{}`",
+            parsed.tag()
+        ));
+    }
+    Ed25519KeyPair::from_pkcs8_maybe_unchecked(parsed.contents())
+        .map_err(|e| format!("not an Ed25519 PKCS#8 key ({e})"))
+}
+
+/// RFC 7638 thumbprint of an Ed25519 JWK (members in lexicographic order, no spaces).
+fn thumbprint(x: &str) -> String {
+    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, SystemClock};
+
+    fn ring() -> KeyRing {
+        KeyRing::generate("iss", "aud").unwrap()
+    }
+
+    fn b64(v: &serde_json::Value) -> String {
+        URL_SAFE_NO_PAD.encode(v.to_string())
+    }
+
+    #[test]
+    fn a_token_verifies_with_every_claim() {
+        let r = ring();
+        let now = SystemClock.now_ms();
+        let (user, sid) = (Uuid::new_v4(), Uuid::new_v4());
+        let (token, claims) = r.issue(user, sid, now, 900_000).unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.alg, Algorithm::EdDSA);
+        assert_eq!(header.kid.as_deref(), Some(r.signing_kid()));
+        let back = r.verify(&token, now).unwrap();
+        assert_eq!(back, claims);
+        assert_eq!((back.sub, back.sid), (user.to_string(), sid.to_string()));
+        assert_eq!(back.exp - back.iat, 900);
+        assert!(!back.jti.is_empty());
+    }
+
+    #[test]
+    fn an_expired_token_is_refused_at_its_exp() {
+        let r = ring();
+        let now = SystemClock.now_ms();
+        let (token, _) = r
+            .issue(Uuid::new_v4(), Uuid::new_v4(), now, 60_000)
+            .unwrap();
+        assert!(r.verify(&token, now + 59_000).is_ok());
+        assert!(matches!(
+            r.verify(&token, now + 61_000),
+            Err(SessionError::InvalidToken)
+        ));
+    }
+
+    #[test]
+    fn another_keys_token_is_refused() {
+        let now = SystemClock.now_ms();
+        let (token, _) = ring()
+            .issue(Uuid::new_v4(), Uuid::new_v4(), now, 60_000)
+            .unwrap();
+        assert!(matches!(
+            ring().verify(&token, now),
+            Err(SessionError::InvalidToken)
+        ));
+    }
+
+    #[test]
+    fn alg_none_hs256_and_tampering_are_refused() {
+        let r = ring();
+        let now = SystemClock.now_ms();
+        let (token, claims) = r
+            .issue(Uuid::new_v4(), Uuid::new_v4(), now, 60_000)
+            .unwrap();
+        let parts: Vec<&str> = token.split('.').collect();
+        let body = serde_json::to_value(&claims).unwrap();
+
+        let none = format!(
+            "{}.{}.",
+            b64(&serde_json::json!({"alg":"none","typ":"JWT","kid":r.signing_kid()})),
+            parts[1]
+        );
+        assert!(r.verify(&none, now).is_err(), "alg none");
+
+        // HS256 keyed with the public key (the classic confusion attack).
+        let x = r.jwks()["keys"][0]["x"].as_str().unwrap().to_owned();
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = Some(r.signing_kid().to_owned());
+        let hs =
+            jsonwebtoken::encode(&h, &claims, &EncodingKey::from_secret(x.as_bytes())).unwrap();
+        assert!(r.verify(&hs, now).is_err(), "HS256");
+
+        let mut evil = body.clone();
+        evil["sub"] = serde_json::json!(Uuid::new_v4().to_string());
+        let tampered = format!("{}.{}.{}", parts[0], b64(&evil), parts[2]);
+        assert!(r.verify(&tampered, now).is_err(), "tampered claims");
+
+        let mut sig = parts[2].to_owned();
+        sig.replace_range(0..1, if sig.starts_with('A') { "B" } else { "A" });
+        assert!(
+            r.verify(&format!("{}.{}.{sig}", parts[0], parts[1]), now)
+                .is_err(),
+            "tampered signature"
+        );
+
+        assert!(r.verify("a.b.c", now).is_err());
+        assert!(r.verify("", now).is_err());
+        assert!(r.verify(&"a".repeat(MAX_TOKEN_BYTES + 1), now).is_err());
+    }
+
+    #[test]
+    fn a_string_exp_is_refused() {
+        // jsonwebtoken < 10.3 skipped a mistyped exp; here the claims struct refuses it.
+        let r = ring();
+        let now = SystemClock.now_ms();
+        let (token, claims) = r
+            .issue(Uuid::new_v4(), Uuid::new_v4(), now, 60_000)
+            .unwrap();
+        let mut body = serde_json::to_value(&claims).unwrap();
+        body["exp"] = serde_json::json!((claims.exp).to_string());
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(r.signing_kid().to_owned());
+        let forged = jsonwebtoken::encode(&header, &body, &r.signing).unwrap();
+        assert!(r.verify(&forged, now).is_err());
+        assert!(r.verify(&token, now).is_ok());
+    }
+
+    #[test]
+    fn wrong_issuer_or_audience_is_refused() {
+        let a = ring();
+        let now = SystemClock.now_ms();
+        let (_, claims) = a
+            .issue(Uuid::new_v4(), Uuid::new_v4(), now, 60_000)
+            .unwrap();
+        for (k, v) in [("iss", "someone-else"), ("aud", "other-app")] {
+            let mut body = serde_json::to_value(&claims).unwrap();
+            body[k] = serde_json::json!(v);
+            let mut header = Header::new(Algorithm::EdDSA);
+            header.kid = Some(a.signing_kid().to_owned());
+            let forged = jsonwebtoken::encode(&header, &body, &a.signing).unwrap();
+            assert!(a.verify(&forged, now).is_err(), "{k}");
+        }
+    }
+
+    #[test]
+    fn a_pem_key_loads_and_keeps_its_kid() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.pem");
+        std::fs::write(&path, KeyRing::generate_pem().unwrap()).unwrap();
+        let a = KeyRing::from_pem_file(&path, "i", "a").unwrap();
+        let b = KeyRing::from_pem_file(&path, "i", "a").unwrap();
+        assert_eq!(a.signing_kid(), b.signing_kid(), "thumbprint is stable");
+        let now = SystemClock.now_ms();
+        let (t, _) = a.issue(Uuid::new_v4(), Uuid::new_v4(), now, 1000).unwrap();
+        assert!(b.verify(&t, now).is_ok());
+        std::fs::write(
+            &path,
+            "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+        )
+        .unwrap();
+        assert!(KeyRing::from_pem_file(&path, "i", "a").is_err());
+        assert!(KeyRing::from_pem_file(&dir.path().join("missing.pem"), "i", "a").is_err());
+    }
+
+    #[test]
+    fn jwks_lists_the_key_as_an_okp_jwk() {
+        let r = ring();
+        let jwks = r.jwks();
+        let k = &jwks["keys"][0];
+        assert_eq!(
+            (k["kty"].as_str(), k["crv"].as_str(), k["alg"].as_str()),
+            (Some("OKP"), Some("Ed25519"), Some("EdDSA"))
+        );
+        assert_eq!(k["kid"].as_str(), Some(r.signing_kid()));
+        assert_eq!(
+            URL_SAFE_NO_PAD
+                .decode(k["x"].as_str().unwrap())
+                .unwrap()
+                .len(),
+            32
+        );
+        // A verifier built only from the JWK accepts our tokens.
+        let dk = DecodingKey::from_ed_components(k["x"].as_str().unwrap()).unwrap();
+        let now = SystemClock.now_ms();
+        let (t, _) = r
+            .issue(Uuid::new_v4(), Uuid::new_v4(), now, 60_000)
+            .unwrap();
+        assert!(jsonwebtoken::decode::<AccessClaims>(&t, &dk, &r.validation).is_ok());
+    }
+}
