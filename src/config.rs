@@ -279,8 +279,10 @@ impl Config {
 
     /// Settings for tests: port 0, no rate limits, fixed secret, SQLite in a given file.
     pub fn for_tests(sqlite_path: PathBuf) -> Self {
-        let mut cfg = Config::default();
-        cfg.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        let mut cfg = Config {
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..Config::default()
+        };
         cfg.rate_limit.enabled = false;
         cfg.otp.secret = Some(SecretString::from("test-otp-secret-0123456789abcdef"));
         cfg.database.sqlite_path = sqlite_path;
@@ -469,6 +471,7 @@ fn ser_list<S: serde::Serializer, T: std::fmt::Display>(v: &[T], s: S) -> Result
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
 mod tests {
     use super::*;
     use figment::Jail;

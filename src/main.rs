@@ -61,6 +61,7 @@ fn main() -> ExitCode {
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
     let result = runtime.block_on(async move {
+        let shutdown = shutdown_signal();
         match cli.command {
             Some(Command::Migrate) => {
                 let url = arogya_auth::db::database_url(
@@ -78,9 +79,7 @@ fn main() -> ExitCode {
             }
             _ => {
                 let app = App::build(config).await.map_err(|e| e.to_string())?;
-                app.run_until(shutdown_signal())
-                    .await
-                    .map_err(|e| e.to_string())
+                app.run_until(shutdown).await.map_err(|e| e.to_string())
             }
         }
     });

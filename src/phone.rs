@@ -51,19 +51,32 @@ impl PhoneNumber {
         if !body.chars().all(allowed) || !body.chars().any(|c| c.is_ascii_digit()) {
             return Err(PhoneError::BadCharacters);
         }
-        let parsed = phonenumber::parse(Some(phonenumber::country::Id::IN), trimmed)
-            .map_err(|_| PhoneError::NotAMobile)?;
-        if parsed.code().value() != 91 {
-            return Err(PhoneError::NotIndian);
-        }
-        let national = parsed.national();
-        if national.zeros() != 0 || parsed.extension().is_some() {
+        let digits: String = body.chars().filter(char::is_ascii_digit).collect();
+        // Decide national vs international ourselves: libphonenumber would read a ten-digit
+        // national number that happens to start with 91 as "+91" plus eight digits.
+        let national = if trimmed.starts_with('+') {
+            let parsed = phonenumber::parse(None, trimmed).map_err(|_| PhoneError::NotAMobile)?;
+            if parsed.code().value() != 91 {
+                return Err(PhoneError::NotIndian);
+            }
+            if parsed.national().zeros() != 0 || parsed.extension().is_some() {
+                return Err(PhoneError::NotAMobile);
+            }
+            parsed.national().value().to_string()
+        } else {
+            match digits.len() {
+                10 => digits,
+                11 if digits.starts_with('0') => digits[1..].to_owned(),
+                12 if digits.starts_with("91") => digits[2..].to_owned(),
+                14 if digits.starts_with("0091") => digits[4..].to_owned(),
+                _ => return Err(PhoneError::NotAMobile),
+            }
+        };
+        if national.len() != 10 || !matches!(national.as_bytes()[0], b'6'..=b'9') {
             return Err(PhoneError::NotAMobile);
         }
-        let digits = national.value().to_string();
-        if digits.len() != 10 || !matches!(digits.as_bytes()[0], b'6'..=b'9') {
-            return Err(PhoneError::NotAMobile);
-        }
+        let e164 = format!("+91{national}");
+        let parsed = phonenumber::parse(None, &e164).map_err(|_| PhoneError::NotAMobile)?;
         // Landlines such as Bengaluru's 080 also have ten digits starting with 8: refuse what
         // the metadata knows is not a mobile, but let unknown (newly allocated) ranges through.
         use phonenumber::Type;
@@ -74,12 +87,7 @@ impl PhoneNumber {
         ) {
             return Err(PhoneError::NotAMobile);
         }
-        Ok(Self(format!("+91{digits}")))
-    }
-
-    /// Rebuilds a number we stored ourselves (already E.164). Still checked, never trusted.
-    pub fn from_e164(stored: &str) -> Result<Self, PhoneError> {
-        Self::parse(stored)
+        Ok(Self(e164))
     }
 
     pub fn as_e164(&self) -> &str {
@@ -133,6 +141,7 @@ mod tests {
             "+91 (98765) 43210",
             "0091 98765 43210",
             "919876543210",
+            "+91-98765-43210",
         ] {
             assert_eq!(ok(raw), "+919876543210", "{raw:?}");
         }
@@ -153,6 +162,12 @@ mod tests {
                 "{raw:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_ten_digit_number_starting_with_91_is_national() {
+        assert_eq!(ok("9123456789"), "+919123456789");
+        assert_eq!(ok("91234 56789"), "+919123456789");
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub fn init(cfg: &Config) -> Result<(), String> {
         LogFormat::Pretty => false,
         LogFormat::Auto => cfg.is_production(),
     };
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let registry = tracing_subscriber::registry().with(filter);
     let result = if json {
         registry
@@ -28,7 +29,11 @@ pub fn init(cfg: &Config) -> Result<(), String> {
             .try_init()
     } else {
         registry
-            .with(tracing_subscriber::fmt::layer().with_target(false))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_target(false)
+                    .with_ansi(ansi),
+            )
             .try_init()
     };
     result.map_err(|e| e.to_string())

@@ -20,14 +20,16 @@ fn info(code: Code, message: String, reason: &str, mut details: ErrorDetails) ->
     Status::with_error_details(code, message, details)
 }
 
-/// INVALID_ARGUMENT naming the field, with a `BadRequest` field violation.
+/// INVALID_ARGUMENT naming the field, with a `BadRequest` field violation; the ErrorInfo
+/// reason is `INVALID_<FIELD>` (e.g. `INVALID_PHONE_NUMBER`).
 pub fn bad_request(field: &str, why: impl ToString) -> Status {
     let why = why.to_string();
     let details = ErrorDetails::with_bad_request_violation(field, why.clone());
+    let reason = format!("INVALID_{}", field.to_ascii_uppercase());
     info(
         Code::InvalidArgument,
         format!("{field}: {why}"),
-        "INVALID_ARGUMENT",
+        &reason,
         details,
     )
 }

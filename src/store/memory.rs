@@ -65,7 +65,7 @@ impl OtpStore for MemoryOtpStore {
         let mut guard = self.inner.lock().map_err(poisoned)?;
         let (map, writes) = &mut *guard;
         *writes += 1;
-        if *writes % SWEEP_EVERY == 0 {
+        if writes.is_multiple_of(SWEEP_EVERY) {
             map.retain(|_, e| !e.is_dead(now));
         }
         let entry = map.entry(phone.clone()).or_default();
@@ -213,7 +213,7 @@ impl SessionStore for MemorySessionStore {
     async fn create(&self, session: SessionRecord) -> Result<(), StoreError> {
         let mut s = self.inner.lock().map_err(poisoned)?;
         s.writes += 1;
-        if s.writes % SWEEP_EVERY == 0 {
+        if s.writes.is_multiple_of(SWEEP_EVERY) {
             s.sweep(session.created_at);
         }
         s.by_user
@@ -308,7 +308,7 @@ impl Windows {
     /// The key's events still inside the window, oldest first (older ones dropped).
     fn window(&mut self, key: &str, rule: LimitRule, now: Millis) -> &mut VecDeque<Millis> {
         self.writes += 1;
-        if self.writes % SWEEP_EVERY == 0 {
+        if self.writes.is_multiple_of(SWEEP_EVERY) {
             self.logs
                 .retain(|_, (log, win)| log.back().is_some_and(|&t| t + *win > now));
         }

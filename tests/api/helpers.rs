@@ -1,0 +1,280 @@
+//! `TestApp`: one running server per test, plus a client and one method per RPC.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use arogya_auth::app::App;
+use arogya_auth::clock::ManualClock;
+use arogya_auth::config::Config;
+use arogya_auth::flows::Deps;
+use arogya_auth::proto::auth_service_client::AuthServiceClient;
+use arogya_auth::proto::*;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+use tonic_types::StatusExt;
+
+pub const PHONE: &str = "+919876543210";
+
+static LOGS: Once = Once::new();
+
+/// Quiet unless TEST_LOG=1.
+fn init_logs() {
+    LOGS.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter("info")
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: AuthServiceClient<Channel>,
+    pub clock: Arc<ManualClock>,
+    pub deps: Deps,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    /// Test defaults: rate limits off, its own SQLite file, a manual clock.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        init_logs();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut cfg = Config::for_tests(dir.path().join("users.db"));
+        adjust(&mut cfg);
+        cfg.validate().expect("test config is valid");
+        let clock = Arc::new(ManualClock::new());
+        let app = App::build_with_clock(cfg, clock.clone())
+            .await
+            .expect("app builds");
+        let addr = app.local_addr();
+        let deps = app.deps().clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            app.run_until(async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        let client = AuthServiceClient::new(channel(addr).await);
+        Self {
+            addr,
+            client,
+            clock,
+            deps,
+            shutdown: Some(tx),
+            server: Some(server),
+            _dir: dir,
+        }
+    }
+
+    /// A client on a new connection.
+    pub async fn connect_client(addr: SocketAddr) -> AuthServiceClient<Channel> {
+        AuthServiceClient::new(channel(addr).await)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn advance(&self, secs: u64) {
+        self.clock.advance(Duration::from_secs(secs));
+    }
+
+    /// Stops the server the way SIGTERM would, and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.server.take() {
+            h.await.expect("server task");
+        }
+    }
+
+    pub async fn request_otp(&self, phone: &str) -> Result<RequestOtpResponse, Status> {
+        let req = RequestOtpRequest {
+            phone_number: phone.into(),
+        };
+        self.client
+            .clone()
+            .request_otp(req)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn resend_otp(&self, phone: &str) -> Result<ResendOtpResponse, Status> {
+        let req = ResendOtpRequest {
+            phone_number: phone.into(),
+        };
+        self.client
+            .clone()
+            .resend_otp(req)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn verify_otp(&self, phone: &str, otp: &str) -> Result<VerifyOtpResponse, Status> {
+        let req = VerifyOtpRequest {
+            phone_number: phone.into(),
+            otp: otp.into(),
+        };
+        self.client
+            .clone()
+            .verify_otp(req)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn validate(&self, access_token: &str) -> Result<ValidateSessionResponse, Status> {
+        let req = ValidateSessionRequest {
+            access_token: access_token.into(),
+        };
+        self.client
+            .clone()
+            .validate_session(req)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn validate_bearer(
+        &self,
+        access_token: &str,
+    ) -> Result<ValidateSessionResponse, Status> {
+        let mut req = Request::new(ValidateSessionRequest::default());
+        req.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {access_token}").parse().expect("ascii"),
+        );
+        self.client
+            .clone()
+            .validate_session(req)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Result<RefreshSessionResponse, Status> {
+        let req = RefreshSessionRequest {
+            refresh_token: refresh_token.into(),
+        };
+        self.client
+            .clone()
+            .refresh_session(req)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn logout(
+        &self,
+        refresh_token: &str,
+        all_sessions: bool,
+    ) -> Result<LogoutResponse, Status> {
+        let req = LogoutRequest {
+            refresh_token: refresh_token.into(),
+            all_sessions,
+        };
+        self.client
+            .clone()
+            .logout(req)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn logout_bearer(
+        &self,
+        access_token: &str,
+        all_sessions: bool,
+    ) -> Result<LogoutResponse, Status> {
+        let mut req = Request::new(LogoutRequest {
+            refresh_token: String::new(),
+            all_sessions,
+        });
+        req.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {access_token}").parse().expect("ascii"),
+        );
+        self.client
+            .clone()
+            .logout(req)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// RequestOtp + VerifyOtp with the dev code.
+    pub async fn sign_in(&self, phone: &str) -> VerifyOtpResponse {
+        let sent = self.request_otp(phone).await.expect("RequestOtp");
+        assert_eq!(sent.dev_otp.len(), 6, "dev_otp present in development");
+        self.verify_otp(phone, &sent.dev_otp)
+            .await
+            .expect("VerifyOtp")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub async fn channel(addr: SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connects")
+}
+
+/// Asserts the status code, returning the status for further checks.
+#[track_caller]
+pub fn expect_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) -> Status {
+    match result {
+        Ok(v) => panic!("expected {code:?}, got Ok({v:?})"),
+        Err(s) => {
+            assert_eq!(s.code(), code, "message: {}", s.message());
+            s
+        }
+    }
+}
+
+/// The field named by the status's `google.rpc.BadRequest` violation.
+pub fn violated_field(status: &Status) -> Option<String> {
+    let details = status.get_error_details();
+    details
+        .bad_request()
+        .and_then(|b| b.field_violations.first())
+        .map(|v| v.field.clone())
+}
+
+/// The `google.rpc.RetryInfo` delay, in whole seconds.
+pub fn retry_after(status: &Status) -> Option<u64> {
+    let details = status.get_error_details();
+    details
+        .retry_info()
+        .and_then(|r| r.retry_delay)
+        .map(|d| d.as_secs())
+}
+
+/// The `google.rpc.ErrorInfo` reason.
+pub fn reason(status: &Status) -> Option<String> {
+    status
+        .get_error_details()
+        .error_info()
+        .map(|i| i.reason.clone())
+}
+
+/// A code that is not `code` (for wrong guesses).
+pub fn wrong(code: &str) -> String {
+    let n: u32 = code.parse().expect("digits");
+    format!("{:06}", (n + 1) % 1_000_000)
+}

@@ -1,0 +1,13 @@
+//! Integration tests: each starts the real server on port 0 (its own SQLite file and state)
+//! and talks to it over a real socket with the generated client.
+
+mod helpers;
+
+mod bad_input;
+mod concurrency;
+mod grpc_web;
+mod otp;
+mod process;
+mod rate_limits;
+mod server;
+mod sessions;

@@ -1,0 +1,323 @@
+//! The real binary: start-up refusals, `migrate`, `gen-key`, SIGTERM, and what reaches the log.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use std::time::{Duration, Instant};
+
+use crate::helpers::*;
+use arogya_auth::proto::auth_service_client::AuthServiceClient;
+use arogya_auth::proto::*;
+
+fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_arogya-auth"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AROGYA_") || k == "REDIS_URL" || k == "DATABASE_URL" || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+#[test]
+fn production_refuses_the_embedded_defaults_naming_each() {
+    let out = bin().env("AROGYA_ENV", "production").output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for key in [
+        "AROGYA_SMS__PROVIDER",
+        "AROGYA_OTP__SECRET",
+        "AROGYA_JWT__PRIVATE_KEY_FILE",
+        "REDIS_URL",
+        "DATABASE_URL",
+    ] {
+        assert!(err.contains(key), "{key} not named: {err}");
+    }
+}
+
+#[test]
+fn a_bad_value_fails_start_up_with_one_line_naming_the_key() {
+    let out = bin()
+        .env("AROGYA_OTP__MAX_ATTEMPTS", "five")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("AROGYA_OTP__MAX_ATTEMPTS"), "{err}");
+    let out = bin()
+        .env("AROGYA_LISTEN_ADDR", "not-an-address")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AROGYA_LISTEN_ADDR"));
+}
+
+#[test]
+fn migrate_creates_the_schema_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    for _ in 0..2 {
+        let out = bin()
+            .arg("migrate")
+            .env("AROGYA_DATABASE__SQLITE_PATH", &db)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let conn = arogya_auth::db::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        let repo = arogya_auth::db::UserRepo::new(conn);
+        assert_eq!(
+            repo.count().await.unwrap(),
+            0,
+            "users table exists and is empty"
+        );
+    });
+}
+
+struct Running {
+    child: Option<Child>,
+    addr: String,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Lines read while waiting for the server to come up.
+    early: Vec<String>,
+}
+
+impl Running {
+    /// SIGTERM, then wait for the exit (never longer than `within`).
+    fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let ok = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let pid = child.id();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        match rx.recv_timeout(within) {
+            Ok(status) => status.unwrap(),
+            Err(_) => {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+                panic!("did not exit within {within:?}");
+            }
+        }
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.early
+            .iter()
+            .cloned()
+            .chain(self.lines.try_iter())
+            .collect()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts the binary on port 0 and reads the bound address from its log.
+#[allow(clippy::zombie_processes)] // the child moves into `Running`, whose Drop kills and reaps it
+fn start(dir: &std::path::Path, extra: &[(&str, &str)]) -> Running {
+    let mut cmd = bin();
+    cmd.env("AROGYA_LISTEN_ADDR", "127.0.0.1:0")
+        .env("AROGYA_DATABASE__SQLITE_PATH", dir.join("users.db"))
+        .env("AROGYA_LOG__FILTER", "debug")
+        .env("AROGYA_SERVER__SHUTDOWN_GRACE_SECONDS", "5")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        seen.push(line.clone());
+        if let Some(rest) = line
+            .split("addr=")
+            .nth(1)
+            .filter(|_| line.contains("serving"))
+        {
+            let addr = rest.split_whitespace().next().unwrap().to_owned();
+            return Running {
+                child: Some(child),
+                addr,
+                lines: rx,
+                early: seen,
+            };
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("server did not start: {seen:#?}");
+}
+
+#[test]
+fn sigterm_exits_zero_and_the_log_never_holds_a_code_a_token_or_a_full_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (code, access, refresh) = rt.block_on(async {
+        let mut c = AuthServiceClient::connect(format!("http://{}", server.addr))
+            .await
+            .unwrap();
+        let sent = c
+            .request_otp(RequestOtpRequest {
+                phone_number: "98765 43210".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let _ = c
+            .verify_otp(VerifyOtpRequest {
+                phone_number: PHONE.into(),
+                otp: wrong(&sent.dev_otp),
+            })
+            .await;
+        let s = c
+            .verify_otp(VerifyOtpRequest {
+                phone_number: PHONE.into(),
+                otp: sent.dev_otp.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let r = c
+            .refresh_session(RefreshSessionRequest {
+                refresh_token: s.refresh_token.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let _ = c
+            .refresh_session(RefreshSessionRequest {
+                refresh_token: s.refresh_token.clone(),
+            })
+            .await;
+        c.validate_session(ValidateSessionRequest {
+            access_token: r.access_token.clone(),
+        })
+        .await
+        .ok();
+        (sent.dev_otp, r.access_token, r.refresh_token)
+    });
+    let status = server.terminate(Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+
+    let log = server.log();
+    let text = log.join("\n");
+    assert!(
+        text.contains("+91******3210"),
+        "masked number logged: {text}"
+    );
+    assert!(
+        text.contains("shutting down") && text.contains("stopped"),
+        "{text}"
+    );
+    for secret in [
+        code.as_str(),
+        "9876543210",
+        &access[access.len() - 20..],
+        &refresh[..20],
+    ] {
+        assert!(
+            !text.contains(secret),
+            "{secret:?} leaked into the log:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn the_first_log_line_says_what_the_service_runs_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &[]);
+    assert!(server.terminate(Duration::from_secs(10)).success());
+    let log = server.log();
+    let starting = log
+        .iter()
+        .find(|l| l.contains("arogya-auth starting"))
+        .expect("a start line");
+    for words in [
+        "in-memory",
+        "sqlite file",
+        "sms=\"log\"",
+        "signing_key=generated",
+    ] {
+        assert!(starting.contains(words), "{words}: {starting}");
+    }
+}
+
+#[test]
+fn gen_key_makes_a_key_the_server_signs_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin().arg("gen-key").output().unwrap();
+    assert!(out.status.success());
+    let pem = String::from_utf8(out.stdout).unwrap();
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+    let key = dir.path().join("signing.pem");
+    std::fs::write(&key, &pem).unwrap();
+    let mut server = start(
+        dir.path(),
+        &[("AROGYA_JWT__PRIVATE_KEY_FILE", key.to_str().unwrap())],
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let jwks: serde_json::Value = rt.block_on(async {
+        reqwest::get(format!("http://{}/.well-known/jwks.json", server.addr))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert!(server.terminate(Duration::from_secs(10)).success());
+    let log = server.log();
+    let kid = jwks["keys"][0]["kid"].as_str().unwrap().to_owned();
+    assert!(
+        log.iter()
+            .any(|l| l.contains(&kid) && l.contains("signing.pem")),
+        "{log:#?}"
+    );
+
+    std::fs::write(&key, "not a key").unwrap();
+    let out = bin()
+        .env("AROGYA_JWT__PRIVATE_KEY_FILE", &key)
+        .env("AROGYA_LISTEN_ADDR", "127.0.0.1:0")
+        .env("AROGYA_DATABASE__SQLITE_PATH", dir.path().join("x.db"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("signing.pem"));
+}

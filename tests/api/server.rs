@@ -1,0 +1,184 @@
+//! The one port: health, reflection (v1 and v1alpha), JWKS, graceful shutdown.
+
+use arogya_auth::proto::VerifyOtpRequest;
+use tokio_stream::StreamExt;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn health_reports_serving_overall_and_for_the_service() {
+    let app = TestApp::spawn().await;
+    let mut health = HealthClient::new(channel(app.addr).await);
+    for service in ["", "arogya.auth.v1.AuthService"] {
+        let r = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            r.into_inner().status(),
+            ServingStatus::Serving,
+            "{service:?}"
+        );
+    }
+    let unknown = health
+        .check(HealthCheckRequest {
+            service: "nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+}
+
+#[tokio::test]
+async fn reflection_v1_and_v1alpha_list_every_service() {
+    let app = TestApp::spawn().await;
+    let want = ["arogya.auth.v1.AuthService", "grpc.health.v1.Health"];
+    // google.rpc error details are described too, so CLI tools can decode rich errors.
+    let detail_symbols = [
+        "google.rpc.BadRequest",
+        "google.rpc.RetryInfo",
+        "google.rpc.ErrorInfo",
+    ];
+    {
+        use tonic_reflection::pb::v1::ServerReflectionRequest;
+        use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+        let mut c = ServerReflectionClient::new(channel(app.addr).await);
+        let req = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut stream = c
+            .server_reflection_info(tokio_stream::iter([req]))
+            .await
+            .unwrap()
+            .into_inner();
+        let Some(MessageResponse::ListServicesResponse(list)) =
+            stream.next().await.unwrap().unwrap().message_response
+        else {
+            panic!("not a list")
+        };
+        let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+        for w in want {
+            assert!(names.iter().any(|n| n == w), "v1 lacks {w}: {names:?}");
+        }
+        for symbol in detail_symbols {
+            let req = ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::FileContainingSymbol(symbol.into())),
+            };
+            let mut stream = c
+                .server_reflection_info(tokio_stream::iter([req]))
+                .await
+                .unwrap()
+                .into_inner();
+            let resp = stream.next().await.unwrap().unwrap().message_response;
+            assert!(
+                matches!(resp, Some(MessageResponse::FileDescriptorResponse(_))),
+                "{symbol}: {resp:?}"
+            );
+        }
+    }
+    {
+        use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+        let mut c = ServerReflectionClient::new(channel(app.addr).await);
+        let req = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::FileContainingSymbol(
+                "arogya.auth.v1.AuthService".into(),
+            )),
+        };
+        let mut stream = c
+            .server_reflection_info(tokio_stream::iter([req]))
+            .await
+            .unwrap()
+            .into_inner();
+        match stream.next().await.unwrap().unwrap().message_response {
+            Some(MessageResponse::FileDescriptorResponse(f)) => {
+                assert!(!f.file_descriptor_proto.is_empty())
+            }
+            other => panic!("v1alpha: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn jwks_verifies_the_access_tokens_we_issue() {
+    let app = TestApp::spawn().await;
+    let signed = app.sign_in(PHONE).await;
+    let jwks: serde_json::Value = reqwest::get(format!("{}/.well-known/jwks.json", app.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kid = jsonwebtoken::decode_header(&signed.access_token)
+        .unwrap()
+        .kid
+        .unwrap();
+    let jwk = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == kid.as_str())
+        .expect("kid published");
+    let key = jsonwebtoken::DecodingKey::from_ed_components(jwk["x"].as_str().unwrap()).unwrap();
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
+    v.set_audience(&["arogya-vault"]);
+    v.set_issuer(&["arogya-auth"]);
+    let data = jsonwebtoken::decode::<serde_json::Value>(&signed.access_token, &key, &v)
+        .expect("verifies with the JWK");
+    assert_eq!(data.claims["sid"], signed.session_id.as_str());
+}
+
+#[tokio::test]
+async fn shutdown_turns_health_not_serving_and_the_server_stops() {
+    let app = TestApp::spawn().await;
+    let sent = app.request_otp(PHONE).await.unwrap();
+    let mut health = HealthClient::new(channel(app.addr).await);
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        watch.next().await.unwrap().unwrap().status(),
+        ServingStatus::Serving
+    );
+    let mut client = app.client.clone();
+    let addr = app.addr;
+    let stopping = tokio::spawn(app.stop());
+    let next = watch.next().await.unwrap().unwrap();
+    assert_eq!(next.status(), ServingStatus::NotServing);
+    drop(watch);
+    // A call on the already-open connection still completes while draining, or is refused
+    // cleanly; never a hang.
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        client.verify_otp(VerifyOtpRequest {
+            phone_number: PHONE.into(),
+            otp: sent.dev_otp,
+        }),
+    )
+    .await
+    .expect("no hang");
+    tokio::time::timeout(std::time::Duration::from_secs(15), stopping)
+        .await
+        .expect("stops within the grace period")
+        .unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the port is closed"
+    );
+}
