@@ -66,3 +66,44 @@ impl Policy {
 pub struct Caller {
     pub ip: IpAddr,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Environment;
+    use crate::phone::PhoneNumber;
+    use crate::sms::{LogSms, SmsError};
+
+    struct RealProvider;
+
+    #[async_trait::async_trait]
+    impl SmsSender for RealProvider {
+        fn name(&self) -> &'static str {
+            "real"
+        }
+        fn is_dev_only(&self) -> bool {
+            false
+        }
+        async fn send(&self, _: &PhoneNumber, _: &str) -> Result<(), SmsError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn dev_otp_only_with_the_log_provider_outside_production() {
+        let mut cfg = Config::default();
+        assert!(Policy::from_config(&cfg, &LogSms).reveal_dev_otp);
+        assert!(!Policy::from_config(&cfg, &RealProvider).reveal_dev_otp);
+        cfg.env = Environment::Production;
+        assert!(!Policy::from_config(&cfg, &LogSms).reveal_dev_otp);
+        assert!(!Policy::from_config(&cfg, &RealProvider).reveal_dev_otp);
+    }
+
+    #[test]
+    fn turning_rate_limits_off_removes_them_from_the_policy() {
+        let mut cfg = Config::default();
+        assert!(Policy::from_config(&cfg, &LogSms).limits.is_some());
+        cfg.rate_limit.enabled = false;
+        assert!(Policy::from_config(&cfg, &LogSms).limits.is_none());
+    }
+}

@@ -191,3 +191,59 @@ async fn jwks_is_served_over_plain_http1() {
     let jwks: serde_json::Value = res.json().await.unwrap();
     assert_eq!(jwks["keys"][0]["kty"], "OKP");
 }
+
+#[tokio::test]
+async fn grpc_web_works_over_http2_too() {
+    let app = TestApp::spawn().await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let res = h2
+        .post(format!(
+            "{}/arogya.auth.v1.AuthService/RequestOtp",
+            app.url()
+        ))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .header("origin", ORIGIN)
+        .body(frame(&RequestOtpRequest {
+            phone_number: PHONE.into(),
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.version(), reqwest::Version::HTTP_2);
+    assert_eq!(res.headers()["access-control-allow-origin"], ORIGIN);
+    let (msg, trailers) = unframe(&res.bytes().await.unwrap());
+    assert!(trailers.contains("grpc-status:0"), "{trailers}");
+    assert_eq!(
+        RequestOtpResponse::decode(msg.unwrap().as_slice())
+            .unwrap()
+            .dev_otp
+            .len(),
+        6
+    );
+}
+
+#[tokio::test]
+async fn a_configured_origin_list_replaces_the_default() {
+    let app =
+        TestApp::spawn_with(|c| c.cors.allowed_origins = vec!["https://vault.example.in".into()])
+            .await;
+    let body = || {
+        frame(&RequestOtpRequest {
+            phone_number: PHONE.into(),
+        })
+    };
+    let res = call(&app, "RequestOtp", body(), "https://vault.example.in").await;
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "https://vault.example.in"
+    );
+    let res = call(&app, "RequestOtp", body(), ORIGIN).await;
+    assert!(
+        res.headers().get("access-control-allow-origin").is_none(),
+        "localhost no longer allowed"
+    );
+}

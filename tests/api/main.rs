@@ -7,6 +7,7 @@ mod bad_input;
 mod concurrency;
 mod grpc_web;
 mod otp;
+mod postgres;
 mod process;
 mod rate_limits;
 mod server;
