@@ -46,6 +46,13 @@ pub enum AppError {
     Serve(#[from] tonic::transport::Error),
 }
 
+/// Parts a caller may supply instead of the ones config would choose.
+#[derive(Default)]
+pub struct Overrides {
+    pub clock: Option<Arc<dyn Clock>>,
+    pub sms: Option<Arc<dyn SmsSender>>,
+}
+
 /// A built service: stores connected, migrations applied, port bound, not yet serving.
 pub struct App {
     config: Config,
@@ -55,19 +62,22 @@ pub struct App {
 
 impl App {
     pub async fn build(config: Config) -> Result<Self, AppError> {
-        Self::build_with_clock(config, Arc::new(SystemClock)).await
+        Self::build_with(config, Overrides::default()).await
     }
 
-    /// As [`App::build`], with the clock the flows read (tests pass a `ManualClock`).
-    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, AppError> {
+    /// As [`App::build`], with parts replaced (tests pass a manual clock or an SMS sender
+    /// they control).
+    pub async fn build_with(config: Config, overrides: Overrides) -> Result<Self, AppError> {
+        let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
         if config.redis_url.is_some() {
             return Err(AppError::Config(
                 "REDIS_URL is set, but this build has only the in-memory store (Redis arrives with issue 4); unset it".into(),
             ));
         }
-        let sms: Arc<dyn SmsSender> = match config.sms.provider {
-            SmsProviderKind::Log => Arc::new(LogSms),
-            other => {
+        let sms: Arc<dyn SmsSender> = match (overrides.sms, config.sms.provider) {
+            (Some(sms), _) => sms,
+            (None, SmsProviderKind::Log) => Arc::new(LogSms),
+            (None, other) => {
                 return Err(AppError::Config(format!(
                     "AROGYA_SMS__PROVIDER={other:?} is not available in this build yet (issue 5); use `log`"
                 )));

@@ -4,12 +4,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
-use arogya_auth::app::App;
+use arogya_auth::app::{App, Overrides};
 use arogya_auth::clock::ManualClock;
 use arogya_auth::config::Config;
 use arogya_auth::flows::Deps;
 use arogya_auth::proto::auth_service_client::AuthServiceClient;
 use arogya_auth::proto::*;
+use arogya_auth::sms::SmsSender;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
@@ -47,15 +48,29 @@ impl TestApp {
     }
 
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::spawn_with_sms(adjust, None).await
+    }
+
+    /// As [`TestApp::spawn_with`], sending SMS through `sms` instead of the log provider.
+    pub async fn spawn_with_sms(
+        adjust: impl FnOnce(&mut Config),
+        sms: Option<Arc<dyn SmsSender>>,
+    ) -> Self {
         init_logs();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut cfg = Config::for_tests(dir.path().join("users.db"));
         adjust(&mut cfg);
         cfg.validate().expect("test config is valid");
         let clock = Arc::new(ManualClock::new());
-        let app = App::build_with_clock(cfg, clock.clone())
-            .await
-            .expect("app builds");
+        let app = App::build_with(
+            cfg,
+            Overrides {
+                clock: Some(clock.clone() as Arc<dyn arogya_auth::clock::Clock>),
+                sms,
+            },
+        )
+        .await
+        .expect("app builds");
         let addr = app.local_addr();
         let deps = app.deps().clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -12,3 +12,4 @@ mod process;
 mod rate_limits;
 mod server;
 mod sessions;
+mod sms;
