@@ -87,19 +87,17 @@ impl UserRepo {
             created_at: Set(now),
             updated_at: Set(now),
         };
+        // Not `exec_with_returning`: on a conflict RETURNING yields no row, which sea-orm 2.0.4
+        // reports as RecordNotFound rather than as a conflict. Count rows, then read back.
         let inserted = user::Entity::insert(row)
             .on_conflict_do_nothing_on([user::Column::PhoneNumber])
-            .exec_with_returning(&self.db)
+            .exec_without_returning(&self.db)
             .await?;
-        match inserted {
-            TryInsertResult::Inserted(model) => Ok((model, true)),
-            TryInsertResult::Conflicted | TryInsertResult::Empty => {
-                let found = self.find_by_phone(phone).await?;
-                found.map(|m| (m, false)).ok_or_else(|| {
-                    DbError::Unavailable("user vanished right after a conflicting insert".into())
-                })
-            }
-        }
+        let created = matches!(inserted, TryInsertResult::Inserted(n) if n > 0);
+        let found = self.find_by_phone(phone).await?;
+        found
+            .map(|m| (m, created))
+            .ok_or_else(|| DbError::Unavailable("user missing right after its insert".into()))
     }
 
     pub async fn find_by_phone(&self, phone: &PhoneNumber) -> Result<Option<user::Model>, DbError> {
