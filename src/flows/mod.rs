@@ -67,6 +67,20 @@ pub struct Caller {
     pub ip: IpAddr,
 }
 
+impl Caller {
+    /// The rate-limit identity: the IPv4 address, or the IPv6 /64 (one subscriber usually
+    /// holds a whole /64, so keying by /128 would give them endless budgets).
+    pub fn limit_key(&self) -> String {
+        match self.ip.to_canonical() {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +101,20 @@ mod tests {
         async fn send(&self, _: &PhoneNumber, _: &str) -> Result<(), SmsError> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn ipv6_callers_are_limited_per_64_and_mapped_v4_as_v4() {
+        let key = |s: &str| {
+            Caller {
+                ip: s.parse().unwrap(),
+            }
+            .limit_key()
+        };
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:bbbb::2"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:1.2.3.4"), "1.2.3.4");
+        assert_eq!(key("1.2.3.4"), "1.2.3.4");
     }
 
     #[test]

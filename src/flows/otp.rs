@@ -82,28 +82,36 @@ pub async fn send_code(
         limit(
             deps,
             "ip_otp_requests",
-            &format!("ip-otp:{}", caller.ip),
+            &format!("ip-otp:{}", caller.limit_key()),
             l.ip_otp_requests,
             now,
         )
         .await?;
     }
-    // Cheap check first, so a cooldown refusal spends no per-number or global budget.
+    // Cheap check first, so the common cooldown refusal spends no per-number or global budget.
     if let Some(until) = deps.otps.cooldown_until(&key, now).await? {
         return Err(OtpError::Cooldown {
             retry_after_secs: secs_until(now, until),
         });
     }
+    // Reserve the per-number and global SMS slots, and give them back if the code is not
+    // issued after all (a parallel request won the cooldown race).
+    let mut reserved: Vec<(String, LimitRule)> = Vec::new();
     if let Some(l) = &policy.limits {
-        limit(
-            deps,
-            "phone_sends",
-            &format!("phone-send:{}", key.as_str()),
-            l.phone_sends,
-            now,
-        )
-        .await?;
-        limit(deps, "sms_global", "sms-global", l.sms_global, now).await?;
+        for (name, k, rule) in [
+            (
+                "phone_sends",
+                format!("phone-send:{}", key.as_str()),
+                l.phone_sends,
+            ),
+            ("sms_global", "sms-global".to_owned(), l.sms_global),
+        ] {
+            if let Err(refused) = limit(deps, name, &k, rule, now).await {
+                undo_all(deps, &reserved, now).await?;
+                return Err(refused);
+            }
+            reserved.push((k, rule));
+        }
     }
 
     let code = OtpCode::generate();
@@ -118,6 +126,7 @@ pub async fn send_code(
         .issue(&key, stored, now + policy.resend_cooldown_ms, now)
         .await?
     {
+        undo_all(deps, &reserved, now).await?;
         return Err(OtpError::Cooldown {
             retry_after_secs: secs_until(now, until),
         });
@@ -160,39 +169,40 @@ pub async fn verify_code(
         limit(
             deps,
             "ip_verifies",
-            &format!("ip-verify:{}", caller.ip),
+            &format!("ip-verify:{}", caller.limit_key()),
             l.ip_verifies,
             now,
         )
         .await?;
-        if let Decision::Limited { retry_after } = deps
-            .limits
-            .peek(&wrong_key(&key), l.phone_wrong_guesses, now)
-            .await?
-        {
-            return Err(OtpError::RateLimited {
-                limit: "phone_wrong_guesses",
-                retry_after_secs: retry_after.as_millis().div_ceil(1000) as u64,
-            });
-        }
     }
+    // Reserve one wrong guess before judging (so parallel guesses cannot overshoot the
+    // per-number budget), and give it back unless the guess turns out wrong.
+    let wrong_guess = match &policy.limits {
+        Some(l) => {
+            let k = wrong_key(&key);
+            limit(deps, "phone_wrong_guesses", &k, l.phone_wrong_guesses, now).await?;
+            vec![(k, l.phone_wrong_guesses)]
+        }
+        None => Vec::new(),
+    };
 
     let (otp, attempt) = match deps
         .otps
         .begin_attempt(&key, policy.max_attempts, now)
         .await?
     {
-        Attempt::NoCode => return Err(OtpError::WrongOrExpired),
-        Attempt::LockedOut => return Err(OtpError::AttemptsExhausted),
+        Attempt::NoCode => {
+            undo_all(deps, &wrong_guess, now).await?;
+            return Err(OtpError::WrongOrExpired);
+        }
+        Attempt::LockedOut => {
+            undo_all(deps, &wrong_guess, now).await?;
+            return Err(OtpError::AttemptsExhausted);
+        }
         Attempt::Judge { otp, attempt } => (otp, attempt),
     };
 
     if !deps.hasher.matches(&phone, &code, &otp.hash) {
-        if let Some(l) = &policy.limits {
-            deps.limits
-                .record(&wrong_key(&key), l.phone_wrong_guesses, now)
-                .await?;
-        }
         if attempt >= policy.max_attempts {
             deps.otps
                 .lock_out(&key, otp.id, now + policy.otp_ttl_ms)
@@ -203,6 +213,7 @@ pub async fn verify_code(
         tracing::info!(attempt, "wrong code");
         return Err(OtpError::WrongOrExpired);
     }
+    undo_all(deps, &wrong_guess, now).await?;
     // Of two right guesses at once, only the one that consumes the code signs in.
     if !deps.otps.consume(&key, otp.id).await? {
         return Err(OtpError::WrongOrExpired);
@@ -220,6 +231,14 @@ pub async fn verify_code(
         user,
         new_user,
     })
+}
+
+/// Gives back rate-limit slots taken at `now` by this call.
+async fn undo_all(deps: &Deps, taken: &[(String, LimitRule)], now: Millis) -> Result<(), OtpError> {
+    for (k, rule) in taken {
+        deps.limits.undo(k, *rule, now).await?;
+    }
+    Ok(())
 }
 
 fn wrong_key(key: &PhoneKey) -> String {

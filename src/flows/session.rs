@@ -153,6 +153,15 @@ pub async fn logout(
         let claims = deps.keys.verify(token, now)?;
         let sid = Uuid::parse_str(&claims.sid).map_err(|_| SessionError::InvalidToken)?;
         let uid = Uuid::parse_str(&claims.sub).map_err(|_| SessionError::InvalidToken)?;
+        // The session must still live: a token of a session already ended (say, by reuse
+        // detection on a thief's copy) must not end the owner's other sessions.
+        if deps.sessions.get(sid, now).await?.is_none() {
+            return if all {
+                Err(SessionError::SessionEnded)
+            } else {
+                Ok(())
+            };
+        }
         (sid, uid)
     } else {
         return Err(SessionError::MissingToken);

@@ -41,10 +41,15 @@ impl AuthApi {
             .remote_addr()
             .map(|a| a.ip())
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let forwarded = req
+        // Every header line, in order; an unreadable line stops the walk like garbage would.
+        let lines: Vec<&str> = req
             .metadata()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok());
+            .get_all("x-forwarded-for")
+            .iter()
+            .map(|v| v.to_str().unwrap_or("unreadable"))
+            .collect();
+        let joined = lines.join(",");
+        let forwarded = (!lines.is_empty()).then_some(joined.as_str());
         Caller {
             ip: client_ip(peer, forwarded, &self.trusted_proxies),
         }

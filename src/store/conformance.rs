@@ -123,16 +123,19 @@ async fn attempts_are_counted_then_the_code_is_locked_out<S: OtpStore>(s: &S, no
         Attempt::LockedOut,
         "stays locked"
     );
-    assert!(
-        !s.consume(&key, 7).await.unwrap(),
-        "a locked-out code is gone"
-    );
+    // Extra attempts did not destroy the code: the third judged attempt, if right, still wins.
+    assert!(s.consume(&key, 7).await.unwrap());
 
+    // The last wrong attempt locks the number out; that lasts until a new code or `until`.
     let key = fresh_key();
     s.issue(&key, otp(8, now + 600_000), now + 60_000, now)
         .await
         .unwrap();
     s.lock_out(&key, 8, now + 600_000).await.unwrap();
+    assert!(
+        !s.consume(&key, 8).await.unwrap(),
+        "a locked-out code is gone"
+    );
     assert_eq!(
         s.begin_attempt(&key, 3, now).await.unwrap(),
         Attempt::LockedOut
@@ -383,10 +386,11 @@ pub async fn rate_limiter<L: RateLimiter>(l: &L) {
         }
     );
     assert_eq!(
-        l.peek(&key, rule, now + 9999).await.unwrap(),
+        l.hit(&key, rule, now + 9999).await.unwrap(),
         Decision::Limited {
             retry_after: Duration::from_millis(1)
-        }
+        },
+        "a refused hit records nothing"
     );
     // Sliding: at +10 s one slot frees (not three, as a fixed window would give).
     assert_eq!(
@@ -398,23 +402,25 @@ pub async fn rate_limiter<L: RateLimiter>(l: &L) {
         Decision::Limited { .. }
     ));
 
-    // peek records nothing
+    // undo gives back exactly one reservation made at that instant
     let key = format!("conf:{}", Uuid::new_v4());
-    for _ in 0..10 {
-        assert_eq!(l.peek(&key, rule, now).await.unwrap(), Decision::Allowed);
+    for _ in 0..3 {
+        assert_eq!(l.hit(&key, rule, now).await.unwrap(), Decision::Allowed);
     }
-    // record counts without checking
-    for _ in 0..5 {
-        l.record(&key, rule, now).await.unwrap();
-    }
+    l.undo(&key, rule, now).await.unwrap();
+    assert_eq!(l.hit(&key, rule, now).await.unwrap(), Decision::Allowed);
     assert!(matches!(
-        l.peek(&key, rule, now).await.unwrap(),
+        l.hit(&key, rule, now).await.unwrap(),
         Decision::Limited { .. }
     ));
-    assert_eq!(
-        l.peek(&key, rule, now + 10_000).await.unwrap(),
-        Decision::Allowed
-    );
+    l.undo(&key, rule, now + 1).await.unwrap(); // no event at that instant: nothing changes
+    assert!(matches!(
+        l.hit(&key, rule, now).await.unwrap(),
+        Decision::Limited { .. }
+    ));
+    l.undo(&format!("conf:{}", Uuid::new_v4()), rule, now)
+        .await
+        .unwrap(); // unknown key
 }
 
 pub async fn rate_limiter_parallel<L: RateLimiter>(l: Arc<L>) {

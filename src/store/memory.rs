@@ -113,9 +113,6 @@ impl OtpStore for MemoryOtpStore {
             }
             Some((otp, used)) => {
                 if *used >= max_attempts {
-                    let until = otp.expires_at;
-                    entry.code = None;
-                    entry.locked_until = until;
                     return Ok(Attempt::LockedOut);
                 }
                 *used += 1;
@@ -334,19 +331,12 @@ impl RateLimiter for MemoryRateLimiter {
         Ok(decision)
     }
 
-    async fn peek(&self, key: &str, rule: LimitRule, now: Millis) -> Result<Decision, StoreError> {
+    async fn undo(&self, key: &str, _rule: LimitRule, at: Millis) -> Result<(), StoreError> {
         let mut w = self.inner.lock().map_err(poisoned)?;
-        let log = w.window(key, rule, now);
-        Ok(sliding_log_decision(log.make_contiguous(), rule, now))
-    }
-
-    async fn record(&self, key: &str, rule: LimitRule, now: Millis) -> Result<(), StoreError> {
-        let mut w = self.inner.lock().map_err(poisoned)?;
-        let log = w.window(key, rule, now);
-        log.push_back(now);
-        // Never keep more than the limit needs to decide (bounded memory under a flood).
-        while log.len() > rule.limit as usize {
-            log.pop_front();
+        if let Some((log, _)) = w.logs.get_mut(key)
+            && let Some(pos) = log.iter().rposition(|&t| t == at)
+        {
+            log.remove(pos);
         }
         Ok(())
     }

@@ -58,7 +58,8 @@ pub enum Issue {
 pub enum Attempt {
     /// No live code: never sent, expired, used, or replaced.
     NoCode,
-    /// The code's attempts are used up; VerifyOtp refuses until a new code is issued.
+    /// The code's attempts are used up (or it was locked out); VerifyOtp refuses until a new
+    /// code is issued.
     LockedOut,
     /// This attempt is counted (it was number `attempt`); judge the guess against `otp`.
     Judge { otp: StoredOtp, attempt: u32 },
@@ -84,7 +85,9 @@ pub trait OtpStore: Send + Sync + 'static {
     ) -> Result<Option<Millis>, StoreError>;
 
     /// Atomically count one attempt against the live code. When `max_attempts` are already
-    /// used, the code is destroyed, the number is locked out, and `LockedOut` is returned.
+    /// used, `LockedOut` is returned and nothing is counted. The code itself stays until an
+    /// attempt already being judged consumes it (a right guess) or locks it out (the last
+    /// wrong one), so a flood of extra guesses cannot destroy a code a right guess holds.
     async fn begin_attempt(
         &self,
         phone: &PhoneKey,
@@ -182,11 +185,9 @@ pub trait RateLimiter: Send + Sync + 'static {
     /// Atomically: if fewer than `limit` events fall in the window ending now, record one.
     async fn hit(&self, key: &str, rule: LimitRule, now: Millis) -> Result<Decision, StoreError>;
 
-    /// Whether a `hit` would be allowed now, without recording anything.
-    async fn peek(&self, key: &str, rule: LimitRule, now: Millis) -> Result<Decision, StoreError>;
-
-    /// Records one event without checking (for counting outcomes such as wrong guesses).
-    async fn record(&self, key: &str, rule: LimitRule, now: Millis) -> Result<(), StoreError>;
+    /// Gives back one event this caller recorded at `at` with `hit` (a reservation that was
+    /// not used). Does nothing if there is none.
+    async fn undo(&self, key: &str, rule: LimitRule, at: Millis) -> Result<(), StoreError>;
 }
 
 /// The sliding-log rule shared by every implementation: given the event times in the window

@@ -267,3 +267,29 @@ async fn logout_needs_a_token() {
     );
     expect_code(app.logout("garbage", true).await, Code::Unauthenticated);
 }
+
+#[tokio::test]
+async fn an_ended_sessions_access_token_cannot_log_the_user_out_everywhere() {
+    let app = TestApp::spawn().await;
+    let stolen = app.sign_in(PHONE).await;
+    app.advance(61);
+    let owner = app.sign_in(PHONE).await;
+    // The stolen session is ended (its refresh token reused); its access token still verifies.
+    let rotated = app.refresh(&stolen.refresh_token).await.unwrap();
+    expect_code(
+        app.refresh(&stolen.refresh_token).await,
+        Code::Unauthenticated,
+    );
+    let s = expect_code(
+        app.logout_bearer(&rotated.access_token, true).await,
+        Code::Unauthenticated,
+    );
+    assert_eq!(reason(&s).as_deref(), Some("SESSION_ENDED"));
+    app.validate(&owner.access_token)
+        .await
+        .expect("the owner's other session lives");
+    // Logging out just that ended session is a no-op that succeeds.
+    app.logout_bearer(&rotated.access_token, false)
+        .await
+        .expect("idempotent");
+}
