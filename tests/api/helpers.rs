@@ -98,6 +98,38 @@ impl TestApp {
         AuthServiceClient::new(channel(addr).await)
     }
 
+    /// The JWKS document, fetched over plain HTTP.
+    pub async fn jwks(&self) -> serde_json::Value {
+        reqwest::get(format!("{}/.well-known/jwks.json", self.url()))
+            .await
+            .expect("GET jwks")
+            .json()
+            .await
+            .expect("jwks is JSON")
+    }
+
+    /// A `grpc.health.v1.Health/Watch` stream on the overall status, already past its first
+    /// (SERVING) message.
+    pub async fn watch_health(&self) -> tonic::Streaming<tonic_health::pb::HealthCheckResponse> {
+        use tonic_health::pb::health_check_response::ServingStatus;
+        let mut health =
+            tonic_health::pb::health_client::HealthClient::new(channel(self.addr).await);
+        let mut watch = health
+            .watch(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .expect("watch")
+            .into_inner();
+        let first = watch
+            .message()
+            .await
+            .expect("stream")
+            .expect("a first status");
+        assert_eq!(first.status(), ServingStatus::Serving);
+        watch
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }

@@ -115,12 +115,7 @@ async fn reflection_v1_and_v1alpha_list_every_service() {
 async fn jwks_verifies_the_access_tokens_we_issue() {
     let app = TestApp::spawn().await;
     let signed = app.sign_in(PHONE).await;
-    let jwks: serde_json::Value = reqwest::get(format!("{}/.well-known/jwks.json", app.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = app.jwks().await;
     let kid = jsonwebtoken::decode_header(&signed.access_token)
         .unwrap()
         .kid
@@ -144,18 +139,7 @@ async fn jwks_verifies_the_access_tokens_we_issue() {
 async fn shutdown_turns_health_not_serving_and_the_server_stops() {
     let app = TestApp::spawn().await;
     let sent = app.request_otp(PHONE).await.unwrap();
-    let mut health = HealthClient::new(channel(app.addr).await);
-    let mut watch = health
-        .watch(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        watch.next().await.unwrap().unwrap().status(),
-        ServingStatus::Serving
-    );
+    let mut watch = app.watch_health().await;
     let mut client = app.client.clone();
     let stopping = tokio::spawn(app.stop());
     let next = watch.next().await.unwrap().unwrap();

@@ -97,12 +97,7 @@ async fn forged_tokens_are_unauthenticated() {
         expect_code(app.validate(&token).await, Code::Unauthenticated);
     }
     // An HS256 token keyed with the public key (algorithm confusion).
-    let jwks: serde_json::Value = reqwest::get(format!("{}/.well-known/jwks.json", app.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = app.jwks().await;
     let x = jwks["keys"][0]["x"].as_str().unwrap();
     let claims: serde_json::Value = serde_json::from_slice(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD

@@ -10,9 +10,7 @@ use arogya_auth::sms::{SmsError, SmsSender};
 use tokio::sync::{Notify, Semaphore};
 use tokio_stream::StreamExt;
 use tonic::Code;
-use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
 
 use crate::helpers::*;
 
@@ -117,18 +115,7 @@ async fn a_call_in_flight_finishes_during_graceful_shutdown() {
     let sms = Arc::new(TestSms::default());
     sms.gated.store(true, Ordering::SeqCst);
     let app = spawn(&sms).await;
-    let mut health = HealthClient::new(channel(app.addr).await);
-    let mut watch = health
-        .watch(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        watch.next().await.unwrap().unwrap().status(),
-        ServingStatus::Serving
-    );
+    let mut watch = app.watch_health().await;
 
     let mut client = app.client.clone();
     let in_flight = tokio::spawn(async move {
