@@ -1,0 +1,209 @@
+//! Configuration tests: each refusal and override, in a figment::Jail.
+#![allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
+use super::*;
+use figment::Jail;
+
+fn load() -> Result<Config, ConfigError> {
+    Config::load(None)
+}
+
+#[test]
+fn defaults_are_the_design_defaults() {
+    Jail::expect_with(|_| {
+        let c = load().expect("defaults load");
+        assert_eq!(c.listen_addr.to_string(), "127.0.0.1:50051");
+        assert_eq!(
+            (
+                c.otp.ttl_seconds,
+                c.otp.max_attempts,
+                c.otp.resend_cooldown_seconds
+            ),
+            (600, 5, 60)
+        );
+        assert!(c.rate_limit.enabled);
+        assert_eq!(c.sms.provider, SmsProviderKind::Log);
+        assert_eq!(
+            c.cors.allowed_origins,
+            vec!["http://localhost:5173".to_string()]
+        );
+        assert!(c.redis_url.is_none() && c.database_url.is_none());
+        Ok(())
+    });
+}
+
+#[test]
+fn environment_overrides_nested_keys_and_lists() {
+    Jail::expect_with(|j| {
+        j.set_env("AROGYA_OTP__TTL_SECONDS", "120");
+        j.set_env("AROGYA_RATE_LIMIT__ENABLED", "false");
+        j.set_env(
+            "AROGYA_CORS__ALLOWED_ORIGINS",
+            "https://a.example.in, https://b.example.in",
+        );
+        j.set_env("AROGYA_TRUSTED_PROXIES", "10.0.0.0/8,192.168.1.1/32");
+        j.set_env("AROGYA_LISTEN_ADDR", "0.0.0.0:6000");
+        j.set_env("DATABASE_URL", "postgres://x@localhost/y");
+        let c = load().expect("loads");
+        assert_eq!(c.otp.ttl_seconds, 120);
+        assert!(!c.rate_limit.enabled);
+        assert_eq!(c.cors.allowed_origins.len(), 2);
+        assert!(c.is_trusted_proxy("10.1.2.3".parse().unwrap()));
+        assert!(!c.is_trusted_proxy("11.1.2.3".parse().unwrap()));
+        assert_eq!(c.listen_addr.port(), 6000);
+        assert_eq!(c.database_url.as_deref(), Some("postgres://x@localhost/y"));
+        Ok(())
+    });
+}
+
+#[test]
+fn file_is_overridden_by_environment() {
+    Jail::expect_with(|j| {
+        j.create_file("a.toml", "[otp]\nttl_seconds = 300\nmax_attempts = 3\n")?;
+        j.set_env("AROGYA_OTP__MAX_ATTEMPTS", "4");
+        let c = Config::load(Some(Path::new("a.toml"))).expect("loads");
+        assert_eq!((c.otp.ttl_seconds, c.otp.max_attempts), (300, 4));
+        Ok(())
+    });
+}
+
+#[test]
+fn a_bad_value_names_its_environment_variable() {
+    Jail::expect_with(|j| {
+        j.set_env("AROGYA_OTP__TTL_SECONDS", "ten minutes");
+        let err = load().expect_err("must fail").to_string();
+        assert!(err.contains("AROGYA_OTP__TTL_SECONDS"), "{err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn an_unknown_key_in_the_file_is_refused() {
+    Jail::expect_with(|j| {
+        j.create_file("a.toml", "[otp]\nttl_secnds = 300\n")?;
+        let err = Config::load(Some(Path::new("a.toml")))
+            .expect_err("must fail")
+            .to_string();
+        assert!(err.contains("ttl_secnds"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_bad_origin_or_proxy_is_refused() {
+    Jail::expect_with(|j| {
+        j.set_env("AROGYA_CORS__ALLOWED_ORIGINS", "localhost:5173");
+        let err = load().expect_err("must fail").to_string();
+        assert!(err.contains("AROGYA_CORS__ALLOWED_ORIGINS"), "{err}");
+        Ok(())
+    });
+    Jail::expect_with(|j| {
+        j.set_env("AROGYA_TRUSTED_PROXIES", "10.0.0.0/99");
+        let err = load().expect_err("must fail").to_string();
+        assert!(err.contains("AROGYA_TRUSTED_PROXIES"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn production_refuses_every_embedded_default_by_name() {
+    Jail::expect_with(|j| {
+        j.set_env("AROGYA_ENV", "production");
+        let err = load().expect_err("must refuse").to_string();
+        for key in [
+            "AROGYA_SMS__PROVIDER",
+            "AROGYA_OTP__SECRET",
+            "AROGYA_JWT__PRIVATE_KEY_FILE",
+            "REDIS_URL",
+            "DATABASE_URL",
+            "AROGYA_CORS__ALLOWED_ORIGINS",
+        ] {
+            assert!(err.contains(key), "{key} missing from: {err}");
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn production_names_only_what_is_still_missing() {
+    Jail::expect_with(|j| {
+        j.set_env("AROGYA_ENV", "production");
+        j.set_env("AROGYA_SMS__PROVIDER", "twilio");
+        j.set_env("AROGYA_OTP__SECRET", "0123456789abcdef0123456789abcdef");
+        j.set_env("AROGYA_CORS__ALLOWED_ORIGINS", "https://vault.example.in");
+        j.set_env("REDIS_URL", "redis://127.0.0.1/");
+        j.set_env("DATABASE_URL", "postgres://postgres@127.0.0.1/test");
+        let err = load().expect_err("key file still missing").to_string();
+        assert!(err.contains("AROGYA_JWT__PRIVATE_KEY_FILE"), "{err}");
+        assert!(!err.contains("AROGYA_SMS__PROVIDER"), "{err}");
+        assert!(!err.contains("REDIS_URL"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn durations_are_bounded_so_nothing_overflows() {
+    Jail::expect_with(|j| {
+        j.set_env(
+            "AROGYA_SESSION__ABSOLUTE_TTL_SECONDS",
+            "18446744073709551615",
+        );
+        let err = load().expect_err("must fail").to_string();
+        assert!(
+            err.contains("AROGYA_SESSION__ABSOLUTE_TTL_SECONDS"),
+            "{err}"
+        );
+        Ok(())
+    });
+    for (k, v) in [
+        ("AROGYA_SERVER__REQUEST_TIMEOUT_SECONDS", "0"),
+        ("AROGYA_SERVER__CONCURRENCY_LIMIT", "0"),
+        ("AROGYA_OTP__TTL_SECONDS", "0"),
+    ] {
+        Jail::expect_with(|j| {
+            j.set_env(k, v);
+            let err = load().expect_err("must fail").to_string();
+            assert!(err.contains(k), "{err}");
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn production_refuses_disabled_limits_and_trusting_everyone() {
+    Jail::expect_with(|j| {
+        j.set_env("AROGYA_ENV", "production");
+        j.set_env("AROGYA_RATE_LIMIT__ENABLED", "false");
+        j.set_env("AROGYA_TRUSTED_PROXIES", "10.0.0.0/8, 0.0.0.0/0");
+        let err = load().expect_err("must refuse").to_string();
+        assert!(err.contains("AROGYA_RATE_LIMIT__ENABLED"), "{err}");
+        assert!(err.contains("AROGYA_TRUSTED_PROXIES"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_rejected_secret_is_not_echoed() {
+    Jail::expect_with(|j| {
+        j.set_env("AROGYA_OTP__SECRET", "[1, 2]");
+        let err = load().expect_err("must fail").to_string();
+        assert!(
+            err.contains("AROGYA_OTP__SECRET") && err.contains("not shown"),
+            "{err}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn a_short_otp_secret_is_refused() {
+    Jail::expect_with(|j| {
+        j.set_env("AROGYA_OTP__SECRET", "short");
+        let err = load().expect_err("must fail").to_string();
+        assert!(
+            err.contains("AROGYA_OTP__SECRET") && !err.contains("short\""),
+            "{err}"
+        );
+        Ok(())
+    });
+}
