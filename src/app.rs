@@ -25,6 +25,10 @@ use crate::proto::auth_service_server::AuthServiceServer;
 use crate::session::KeyRing;
 use crate::sms::{LogSms, SmsSender};
 use crate::store::memory::{MemoryOtpStore, MemoryRateLimiter, MemorySessionStore};
+use crate::store::redis::{
+    FieldCipher, RedisConn, RedisOtpStore, RedisRateLimiter, RedisSessionStore,
+};
+use crate::store::{OtpStore, RateLimiter, SessionStore};
 
 /// The gRPC service name health reports on.
 pub const SERVICE_NAME: &str = "arogya.auth.v1.AuthService";
@@ -69,11 +73,6 @@ impl App {
     /// they control).
     pub async fn build_with(config: Config, overrides: Overrides) -> Result<Self, AppError> {
         let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        if config.redis_url.is_some() {
-            return Err(AppError::Config(
-                "REDIS_URL is set, but this build has only the in-memory store (Redis arrives with issue 4); unset it".into(),
-            ));
-        }
         let sms: Arc<dyn SmsSender> = match (overrides.sms, config.sms.provider) {
             (Some(sms), _) => sms,
             (None, SmsProviderKind::Log) => Arc::new(LogSms),
@@ -99,7 +98,10 @@ impl App {
         };
         tracing::info!(
             env = ?config.env,
-            state = "in-memory (lost on restart; single replica only)",
+            state = %match &config.redis_url {
+                Some(url) => format!("redis {} (prefix {})", redact_url(url), config.redis.key_prefix),
+                None => "in-memory (lost on restart; single replica only)".to_owned(),
+            },
             database = %database,
             sms = sms.name(),
             signing_key = %keys.source,
@@ -123,10 +125,11 @@ impl App {
                 source,
             })?;
 
+        let (otps, sessions, limits) = stores(&config, &hasher).await?;
         let deps = Deps {
-            otps: Arc::new(MemoryOtpStore::new()),
-            sessions: Arc::new(MemorySessionStore::new()),
-            limits: Arc::new(MemoryRateLimiter::new()),
+            otps,
+            sessions,
+            limits,
             sms,
             users: UserRepo::new(conn),
             clock,
@@ -252,6 +255,34 @@ impl App {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+type Stores = (
+    Arc<dyn OtpStore>,
+    Arc<dyn SessionStore>,
+    Arc<dyn RateLimiter>,
+);
+
+/// In-memory stores, or Redis ones when `REDIS_URL` is set.
+async fn stores(config: &Config, hasher: &OtpHasher) -> Result<Stores, AppError> {
+    let Some(url) = &config.redis_url else {
+        return Ok((
+            Arc::new(MemoryOtpStore::new()),
+            Arc::new(MemorySessionStore::new()),
+            Arc::new(MemoryRateLimiter::new()),
+        ));
+    };
+    let timeout = Duration::from_millis(config.redis.timeout_ms);
+    let conn = RedisConn::connect(url, config.redis.cluster, timeout)
+        .await
+        .map_err(|e| AppError::Config(format!("REDIS_URL: {e}")))?;
+    let prefix = &config.redis.key_prefix;
+    let cipher = FieldCipher::new(hasher.derive_key("session-phone-v1"));
+    Ok((
+        Arc::new(RedisOtpStore::new(conn.clone(), prefix)),
+        Arc::new(RedisSessionStore::new(conn.clone(), prefix, cipher)),
+        Arc::new(RedisRateLimiter::new(conn, prefix)),
+    ))
 }
 
 /// Exact-origin allow-list; exposes the gRPC status headers so browsers can read errors and

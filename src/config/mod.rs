@@ -59,6 +59,7 @@ pub struct Config {
     /// `AROGYA_TRUSTED_PROXIES`: comma-separated CIDRs whose `X-Forwarded-For` is believed.
     #[serde(deserialize_with = "comma_list", serialize_with = "ser_list")]
     pub trusted_proxies: Vec<IpNet>,
+    pub redis: RedisConfig,
     pub otp: OtpConfig,
     pub rate_limit: RateLimitConfig,
     pub sms: SmsConfig,
@@ -68,6 +69,17 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub server: ServerConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// Put before every key; isolates tenants (and tests) sharing one Redis.
+    pub key_prefix: String,
+    /// Connect and response timeout of every Redis call: past it the call fails UNAVAILABLE.
+    pub timeout_ms: u64,
+    /// Use the cluster client (also implied by a comma-separated `REDIS_URL`).
+    pub cluster: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -191,6 +203,11 @@ impl Default for Config {
             redis_url: None,
             database_url: None,
             trusted_proxies: Vec::new(),
+            redis: RedisConfig {
+                key_prefix: "arogya:".into(),
+                timeout_ms: 500,
+                cluster: false,
+            },
             otp: OtpConfig {
                 ttl_seconds: 600,
                 max_attempts: 5,
@@ -336,6 +353,7 @@ impl Config {
                 1,
                 3600,
             ),
+            ("redis.timeout_ms", self.redis.timeout_ms, 10, 60_000),
             (
                 "server.shutdown_grace_seconds",
                 self.server.shutdown_grace_seconds,

@@ -205,7 +205,7 @@ pub async fn verify_code(
     if !deps.hasher.matches(&phone, &code, &otp.hash) {
         if attempt >= policy.max_attempts {
             deps.otps
-                .lock_out(&key, otp.id, now + policy.otp_ttl_ms)
+                .lock_out(&key, otp.id, now + policy.otp_ttl_ms, now)
                 .await?;
             tracing::info!(attempt, "wrong code; attempts used up, code destroyed");
             return Err(OtpError::AttemptsExhausted);

@@ -122,6 +122,15 @@ impl OtpHasher {
         .into()
     }
 
+    /// A 32-byte key for another purpose (`label` names it), derived from the same secret, so
+    /// operators manage one secret.
+    pub fn derive_key(&self, label: &str) -> [u8; 32] {
+        self.mac(b"arogya-derived-key-v1", &[label.as_bytes()])
+            .finalize()
+            .into_bytes()
+            .into()
+    }
+
     pub fn phone_key(&self, phone: &PhoneNumber) -> PhoneKey {
         let digest = self
             .mac(b"arogya-phone-key-v1", &[phone.as_e164().as_bytes()])

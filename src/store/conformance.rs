@@ -131,7 +131,7 @@ async fn attempts_are_counted_then_the_code_is_locked_out<S: OtpStore>(s: &S, no
     s.issue(&key, otp(8, now + 600_000), now + 60_000, now)
         .await
         .unwrap();
-    s.lock_out(&key, 8, now + 600_000).await.unwrap();
+    s.lock_out(&key, 8, now + 600_000, now).await.unwrap();
     assert!(
         !s.consume(&key, 8).await.unwrap(),
         "a locked-out code is gone"
@@ -189,7 +189,7 @@ async fn consume_uses_a_code_once_and_only_the_current_one<S: OtpStore>(s: &S, n
     s.issue(&key, otp(3, now + 600_000), now, now)
         .await
         .unwrap();
-    s.lock_out(&key, 2, now + 600_000).await.unwrap();
+    s.lock_out(&key, 2, now + 600_000, now).await.unwrap();
     s.withdraw(&key, 2).await.unwrap();
     assert!(
         matches!(s.begin_attempt(&key, 5, now).await.unwrap(), Attempt::Judge { otp, .. } if otp.id == 3)
@@ -201,7 +201,7 @@ async fn a_new_code_lifts_a_lock_out<S: OtpStore>(s: &S, now: Millis) {
     s.issue(&key, otp(1, now + 600_000), now, now)
         .await
         .unwrap();
-    s.lock_out(&key, 1, now + 600_000).await.unwrap();
+    s.lock_out(&key, 1, now + 600_000, now).await.unwrap();
     s.issue(&key, otp(2, now + 600_000), now, now)
         .await
         .unwrap();

@@ -137,7 +137,13 @@ impl OtpStore for MemoryOtpStore {
         Ok(false)
     }
 
-    async fn lock_out(&self, phone: &PhoneKey, id: u64, until: Millis) -> Result<(), StoreError> {
+    async fn lock_out(
+        &self,
+        phone: &PhoneKey,
+        id: u64,
+        until: Millis,
+        _now: Millis,
+    ) -> Result<(), StoreError> {
         let mut guard = self.inner.lock().map_err(poisoned)?;
         if let Some(entry) = guard.0.get_mut(phone)
             && entry.code.as_ref().is_some_and(|(c, _)| c.id == id)

@@ -20,6 +20,7 @@ use crate::config::LimitRule;
 use crate::otp::{CodeHash, PhoneKey};
 
 pub mod memory;
+pub mod redis;
 
 #[cfg(test)]
 pub mod conformance;
@@ -101,7 +102,13 @@ pub trait OtpStore: Send + Sync + 'static {
 
     /// Destroy the code with `id` (if still current) and lock the number out until a new code
     /// is issued or `until` passes.
-    async fn lock_out(&self, phone: &PhoneKey, id: u64, until: Millis) -> Result<(), StoreError>;
+    async fn lock_out(
+        &self,
+        phone: &PhoneKey,
+        id: u64,
+        until: Millis,
+        now: Millis,
+    ) -> Result<(), StoreError>;
 
     /// Undo an `issue` whose SMS could not be sent: delete the code with `id` and end the
     /// cooldown, so the person can try again at once.

@@ -31,6 +31,88 @@ fn init_logs() {
     });
 }
 
+/// Which stores the suite runs on: `AROGYA_TEST_BACKEND=production` puts every TestApp on
+/// the real Redis (own key prefix) and PostgreSQL (own database); unset, the embedded default.
+pub fn production_backend() -> bool {
+    std::env::var("AROGYA_TEST_BACKEND").is_ok_and(|v| v == "production")
+}
+
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379/";
+const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// A database or key prefix of one test, removed when the test ends (even when it fails).
+pub struct Scratch(Option<Place>);
+
+enum Place {
+    Postgres(String),
+    Redis(String),
+}
+
+impl Scratch {
+    /// A fresh, empty PostgreSQL database; returns its guard and URL.
+    pub async fn postgres() -> (Scratch, String) {
+        use sea_orm::ConnectionTrait;
+        let name = format!("arogya_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = sea_orm::Database::connect(PG_ADMIN_URL)
+            .await
+            .expect("postgres on 127.0.0.1:5432 (./scripts/test starts it)");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create db");
+        let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+        (Scratch(Some(Place::Postgres(name))), url)
+    }
+
+    pub fn redis() -> (Scratch, String) {
+        let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+        (Scratch(Some(Place::Redis(prefix.clone()))), prefix)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let Some(place) = self.0.take() else { return };
+        // Drop runs inside the test's runtime; clean up from a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                match place {
+                    Place::Postgres(name) => {
+                        use sea_orm::ConnectionTrait;
+                        if let Ok(admin) = sea_orm::Database::connect(PG_ADMIN_URL).await {
+                            let _ = admin
+                                .execute_unprepared(&format!(
+                                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                                ))
+                                .await;
+                        }
+                    }
+                    Place::Redis(prefix) => {
+                        if let Ok(client) = redis::Client::open(REDIS_URL)
+                            && let Ok(mut c) = client.get_multiplexed_async_connection().await
+                        {
+                            let keys: Vec<String> = redis::cmd("KEYS")
+                                .arg(format!("{prefix}*"))
+                                .query_async(&mut c)
+                                .await
+                                .unwrap_or_default();
+                            if !keys.is_empty() {
+                                let _: Result<i64, _> =
+                                    redis::cmd("DEL").arg(keys).query_async(&mut c).await;
+                            }
+                        }
+                    }
+                }
+            });
+        })
+        .join();
+    }
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: AuthServiceClient<Channel>,
@@ -39,6 +121,7 @@ pub struct TestApp {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
+    _scratch: Vec<Scratch>,
 }
 
 impl TestApp {
@@ -59,6 +142,16 @@ impl TestApp {
         init_logs();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut cfg = Config::for_tests(dir.path().join("users.db"));
+        let mut scratch = Vec::new();
+        if production_backend() {
+            let (guard, url) = Scratch::postgres().await;
+            scratch.push(guard);
+            cfg.database_url = Some(url);
+            let (guard, prefix) = Scratch::redis();
+            scratch.push(guard);
+            cfg.redis_url = Some(REDIS_URL.into());
+            cfg.redis.key_prefix = prefix;
+        }
         adjust(&mut cfg);
         cfg.validate().expect("test config is valid");
         let clock = Arc::new(ManualClock::new());
@@ -90,6 +183,7 @@ impl TestApp {
             shutdown: Some(tx),
             server: Some(server),
             _dir: dir,
+            _scratch: scratch,
         }
     }
 

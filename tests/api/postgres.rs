@@ -2,35 +2,12 @@
 //! per test, through the same migrations as SQLite.
 
 use futures::future::join_all;
-use sea_orm::{ConnectionTrait, Database};
 
 use crate::helpers::*;
 
-const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-/// Creates an empty database and returns its URL; dropped by [`drop_db`].
-async fn fresh_db() -> (String, String) {
-    let name = format!("arogya_test_{}", uuid::Uuid::new_v4().simple());
-    let admin = Database::connect(ADMIN_URL)
-        .await
-        .expect("postgres on 127.0.0.1:5432 (./scripts/test starts it)");
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    (format!("postgres://postgres@127.0.0.1:5432/{name}"), name)
-}
-
-async fn drop_db(name: &str) {
-    let admin = Database::connect(ADMIN_URL).await.unwrap();
-    let _ = admin
-        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn users_live_in_postgres_and_parallel_first_sign_ins_make_one() {
-    let (url, name) = fresh_db().await;
+    let (_db, url) = Scratch::postgres().await;
     let app = TestApp::spawn_with(|c| c.database_url = Some(url)).await;
     let signed = app.sign_in(PHONE).await;
     assert!(signed.new_user);
@@ -60,12 +37,11 @@ async fn users_live_in_postgres_and_parallel_first_sign_ins_make_one() {
     assert!(!again.new_user);
     assert_eq!(again.user.unwrap().id, signed.user.unwrap().id);
     app.stop().await;
-    drop_db(&name).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_user_row_is_found_by_two_racing_inserts() {
-    let (url, name) = fresh_db().await;
+    let (_db, url) = Scratch::postgres().await;
     let conn = arogya_auth::db::connect(&url).await.unwrap();
     arogya_auth::db::migrate(&conn).await.unwrap();
     arogya_auth::db::migrate(&conn)
@@ -83,6 +59,4 @@ async fn the_same_user_row_is_found_by_two_racing_inserts() {
         1,
         "exactly one created it"
     );
-    drop(repo);
-    drop_db(&name).await;
 }

@@ -1,0 +1,836 @@
+//! Redis stores: production state shared by every replica.
+//!
+//! Every check-and-update is one Lua script on one key, so it is atomic on the server whatever
+//! the number of replicas or parallel calls, and on Redis Cluster each script touches one slot
+//! (keys carry a hash tag: `{prefix}otp:{<phone key>}`). Times come from the caller (`now`, Unix
+//! ms), and each record carries its own expiry as well as a key TTL, so the rules do not depend
+//! on Redis's clock and nothing outlives its use.
+//!
+//! Key layout (`P` is `redis.key_prefix`, default `arogya:`):
+//!
+//! | key | type | holds | TTL |
+//! | --- | --- | --- | --- |
+//! | `P otp:{K}` | hash | `id h exp used cd lock` for phone key K (HMAC of the number) | max(code expiry, cooldown, lock-out) |
+//! | `P rl:{name}` | sorted set | one member per event, scored by its time | the window |
+//! | `P sess:{S}` | hash | `u p rh prev c exp abs`; `p` is the number AES-256-GCM encrypted | sliding expiry |
+//! | `P user:{U}` | set | the user's session ids (for `all_sessions`) | the longest absolute expiry |
+//!
+//! Errors of the connection (down, timeout) become `StoreError::Unavailable`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use rand::Rng;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
+use uuid::Uuid;
+
+use super::{
+    Attempt, Decision, Issue, OtpStore, REMEMBERED_ROTATIONS, RateLimiter, Rotation, SessionRecord,
+    SessionStore, StoreError, StoredOtp, TokenHash, window_ms,
+};
+use crate::clock::Millis;
+use crate::config::LimitRule;
+use crate::otp::{CodeHash, PhoneKey};
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(format!("redis: {e}"))
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("redis: {what}"))
+}
+
+/// One Redis server (through a reconnecting manager) or a cluster.
+#[derive(Clone)]
+pub enum RedisConn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            RedisConn::Single(c) => c.req_packed_command(cmd),
+            RedisConn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        p: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            RedisConn::Single(c) => c.req_packed_commands(p, offset, count),
+            RedisConn::Cluster(c) => c.req_packed_commands(p, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            RedisConn::Single(c) => c.get_db(),
+            RedisConn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl RedisConn {
+    /// Connects lazily to one server: the service starts even while Redis is down, and every
+    /// call fails fast (`timeout`) until it answers. A comma-separated URL list, or
+    /// `cluster = true`, means a cluster (which must answer at start).
+    pub async fn connect(url: &str, cluster: bool, timeout: Duration) -> Result<Self, StoreError> {
+        let urls: Vec<&str> = url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect();
+        if cluster || urls.len() > 1 {
+            let client = redis::cluster::ClusterClientBuilder::new(urls)
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .retries(2)
+                .build()
+                .map_err(unavailable)?;
+            return Ok(RedisConn::Cluster(
+                client.get_async_connection().await.map_err(unavailable)?,
+            ));
+        }
+        let client = redis::Client::open(url).map_err(unavailable)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(200));
+        Ok(RedisConn::Single(
+            ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?,
+        ))
+    }
+
+    async fn eval<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        key: &str,
+        args: &[&[u8]],
+    ) -> Result<T, StoreError> {
+        let mut inv = script.key(key);
+        for a in args {
+            inv.arg(*a);
+        }
+        inv.invoke_async(&mut self.clone())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn cmd<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
+        cmd.query_async(&mut self.clone())
+            .await
+            .map_err(unavailable)
+    }
+
+    /// `PING`, for health checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.cmd::<String>(&redis::cmd("PING")).await.map(|_| ())
+    }
+}
+
+fn num(n: impl ToString) -> Vec<u8> {
+    n.to_string().into_bytes()
+}
+
+// ---------------------------------------------------------------------------------------------
+// OTP codes
+
+const OTP_ISSUE: &str = r#"
+local now = tonumber(ARGV[1])
+local cd = tonumber(redis.call('HGET', KEYS[1], 'cd') or '0')
+if cd > now then return {0, cd} end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'id', ARGV[2], 'h', ARGV[3], 'exp', ARGV[4], 'used', 0, 'cd', ARGV[5])
+local last = math.max(tonumber(ARGV[4]), tonumber(ARGV[5]))
+redis.call('PEXPIRE', KEYS[1], math.max(last - now, 1))
+return {1, 0}
+"#;
+
+const OTP_BEGIN_ATTEMPT: &str = r#"
+local now, max = tonumber(ARGV[1]), tonumber(ARGV[2])
+local f = redis.call('HMGET', KEYS[1], 'id', 'h', 'exp', 'used', 'lock')
+if f[5] and tonumber(f[5]) > now then return {2} end
+if not f[1] then return {0} end
+if tonumber(f[3]) <= now then
+  redis.call('HDEL', KEYS[1], 'id', 'h', 'exp', 'used')
+  return {0}
+end
+if tonumber(f[4]) >= max then return {2} end
+local used = redis.call('HINCRBY', KEYS[1], 'used', 1)
+return {1, f[1], f[2], f[3], used}
+"#;
+
+const OTP_CONSUME: &str = r#"
+if redis.call('HGET', KEYS[1], 'id') == ARGV[1] then
+  redis.call('HDEL', KEYS[1], 'id', 'h', 'exp', 'used')
+  return 1
+end
+return 0
+"#;
+
+const OTP_LOCK_OUT: &str = r#"
+if redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then return 0 end
+redis.call('HDEL', KEYS[1], 'id', 'h', 'exp', 'used')
+redis.call('HSET', KEYS[1], 'lock', ARGV[2])
+local want = tonumber(ARGV[2]) - tonumber(ARGV[3])
+if redis.call('PTTL', KEYS[1]) < want then redis.call('PEXPIRE', KEYS[1], math.max(want, 1)) end
+return 1
+"#;
+
+const OTP_WITHDRAW: &str = r#"
+if redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then return 0 end
+redis.call('HDEL', KEYS[1], 'id', 'h', 'exp', 'used')
+redis.call('HSET', KEYS[1], 'cd', 0)
+return 1
+"#;
+
+pub struct RedisOtpStore {
+    conn: RedisConn,
+    prefix: String,
+    scripts: [Script; 5],
+}
+
+impl RedisOtpStore {
+    pub fn new(conn: RedisConn, prefix: &str) -> Self {
+        Self {
+            conn,
+            prefix: prefix.to_owned(),
+            scripts: [
+                OTP_ISSUE,
+                OTP_BEGIN_ATTEMPT,
+                OTP_CONSUME,
+                OTP_LOCK_OUT,
+                OTP_WITHDRAW,
+            ]
+            .map(Script::new),
+        }
+    }
+
+    fn key(&self, phone: &PhoneKey) -> String {
+        format!("{}otp:{{{}}}", self.prefix, phone.as_str())
+    }
+}
+
+#[async_trait]
+impl OtpStore for RedisOtpStore {
+    async fn issue(
+        &self,
+        phone: &PhoneKey,
+        otp: StoredOtp,
+        cooldown_until: Millis,
+        now: Millis,
+    ) -> Result<Issue, StoreError> {
+        let (ok, until): (i64, i64) = self
+            .conn
+            .eval(
+                &self.scripts[0],
+                &self.key(phone),
+                &[
+                    &num(now),
+                    &num(otp.id),
+                    &otp.hash,
+                    &num(otp.expires_at),
+                    &num(cooldown_until),
+                ],
+            )
+            .await?;
+        Ok(if ok == 1 {
+            Issue::Issued
+        } else {
+            Issue::Cooldown { until }
+        })
+    }
+
+    async fn cooldown_until(
+        &self,
+        phone: &PhoneKey,
+        now: Millis,
+    ) -> Result<Option<Millis>, StoreError> {
+        let cd: Option<i64> = self
+            .conn
+            .cmd(redis::cmd("HGET").arg(self.key(phone)).arg("cd"))
+            .await?;
+        Ok(cd.filter(|&t| t > now))
+    }
+
+    async fn begin_attempt(
+        &self,
+        phone: &PhoneKey,
+        max_attempts: u32,
+        now: Millis,
+    ) -> Result<Attempt, StoreError> {
+        let reply: Vec<Value> = self
+            .conn
+            .eval(
+                &self.scripts[1],
+                &self.key(phone),
+                &[&num(now), &num(max_attempts)],
+            )
+            .await?;
+        let int = |v: &Value| -> Result<i64, StoreError> {
+            redis::from_redis_value_ref::<i64>(v).map_err(|_| corrupt("otp reply"))
+        };
+        match reply.first().map(int).transpose()? {
+            Some(0) => Ok(Attempt::NoCode),
+            Some(2) => Ok(Attempt::LockedOut),
+            Some(1) if reply.len() == 5 => {
+                let id: u64 = redis::from_redis_value_ref::<String>(&reply[1])
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| corrupt("otp id"))?;
+                let hash: Vec<u8> =
+                    redis::from_redis_value_ref(&reply[2]).map_err(|_| corrupt("otp hash"))?;
+                let hash: CodeHash = hash.try_into().map_err(|_| corrupt("otp hash length"))?;
+                let expires_at = redis::from_redis_value_ref::<String>(&reply[3])
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| corrupt("otp expiry"))?;
+                let attempt = int(&reply[4])? as u32;
+                Ok(Attempt::Judge {
+                    otp: StoredOtp {
+                        id,
+                        hash,
+                        expires_at,
+                    },
+                    attempt,
+                })
+            }
+            _ => Err(corrupt("unexpected otp reply")),
+        }
+    }
+
+    async fn consume(&self, phone: &PhoneKey, id: u64) -> Result<bool, StoreError> {
+        let n: i64 = self
+            .conn
+            .eval(&self.scripts[2], &self.key(phone), &[&num(id)])
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn lock_out(
+        &self,
+        phone: &PhoneKey,
+        id: u64,
+        until: Millis,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let _: i64 = self
+            .conn
+            .eval(
+                &self.scripts[3],
+                &self.key(phone),
+                &[&num(id), &num(until), &num(now)],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn withdraw(&self, phone: &PhoneKey, id: u64) -> Result<(), StoreError> {
+        let _: i64 = self
+            .conn
+            .eval(&self.scripts[4], &self.key(phone), &[&num(id)])
+            .await?;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rate limits
+
+const RL_HIT: &str = r#"
+local now, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local n = redis.call('ZCARD', KEYS[1])
+if n < limit then
+  redis.call('ZADD', KEYS[1], now, ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], window)
+  return 0
+end
+local oldest = redis.call('ZRANGE', KEYS[1], n - limit, n - limit, 'WITHSCORES')
+return math.max(tonumber(oldest[2]) + window - now, 1)
+"#;
+
+const RL_UNDO: &str = r#"
+local m = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[1], 'LIMIT', 0, 1)
+if m[1] then redis.call('ZREM', KEYS[1], m[1]) end
+return 0
+"#;
+
+pub struct RedisRateLimiter {
+    conn: RedisConn,
+    prefix: String,
+    hit: Script,
+    undo: Script,
+}
+
+impl RedisRateLimiter {
+    pub fn new(conn: RedisConn, prefix: &str) -> Self {
+        Self {
+            conn,
+            prefix: prefix.to_owned(),
+            hit: Script::new(RL_HIT),
+            undo: Script::new(RL_UNDO),
+        }
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}rl:{{{name}}}", self.prefix)
+    }
+}
+
+#[async_trait]
+impl RateLimiter for RedisRateLimiter {
+    async fn hit(&self, key: &str, rule: LimitRule, now: Millis) -> Result<Decision, StoreError> {
+        // Members must be unique per event: the time plus 64 random bits.
+        let member = format!("{now}-{:016x}", rand::rng().next_u64());
+        let wait: i64 = self
+            .conn
+            .eval(
+                &self.hit,
+                &self.key(key),
+                &[
+                    &num(now),
+                    &num(window_ms(rule)),
+                    &num(rule.limit),
+                    member.as_bytes(),
+                ],
+            )
+            .await?;
+        Ok(if wait == 0 {
+            Decision::Allowed
+        } else {
+            Decision::Limited {
+                retry_after: Duration::from_millis(wait as u64),
+            }
+        })
+    }
+
+    async fn undo(&self, key: &str, _rule: LimitRule, at: Millis) -> Result<(), StoreError> {
+        let _: i64 = self
+            .conn
+            .eval(&self.undo, &self.key(key), &[&num(at)])
+            .await?;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sessions
+
+const SESS_ROTATE: &str = r#"
+local now = tonumber(ARGV[4])
+local f = redis.call('HMGET', KEYS[1], 'rh', 'prev', 'exp', 'abs', 'u')
+if not f[1] then return {0} end
+if tonumber(f[3]) <= now then redis.call('DEL', KEYS[1]); return {0} end
+local prev = f[2] or ''
+if f[1] == ARGV[1] then
+  prev = prev .. f[1]
+  local keep = 32 * tonumber(ARGV[5])
+  if #prev > keep then prev = string.sub(prev, #prev - keep + 1) end
+  local exp = math.min(tonumber(ARGV[3]), tonumber(f[4]))
+  redis.call('HSET', KEYS[1], 'rh', ARGV[2], 'prev', prev, 'exp', exp)
+  redis.call('PEXPIRE', KEYS[1], math.max(exp - now, 1))
+  return {1, redis.call('HGETALL', KEYS[1])}
+end
+for i = 1, #prev, 32 do
+  if string.sub(prev, i, i + 31) == ARGV[1] then
+    redis.call('DEL', KEYS[1])
+    return {2, f[5]}
+  end
+end
+return {0}
+"#;
+
+/// Encrypts the one personal field a session record holds (the phone number), so a Redis dump
+/// or a replica's memory never shows a full number.
+pub struct FieldCipher(LessSafeKey);
+
+impl FieldCipher {
+    pub fn new(key: [u8; 32]) -> Self {
+        // AES-256 takes any 32-byte key; `new` cannot fail for that length.
+        let unbound = UnboundKey::new(&AES_256_GCM, &key)
+            .unwrap_or_else(|_| unreachable!("32-byte AES-256 key"));
+        Self(LessSafeKey::new(unbound))
+    }
+
+    fn seal(&self, plain: &str) -> Result<Vec<u8>, StoreError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rng().fill_bytes(&mut nonce);
+        let mut data = plain.as_bytes().to_vec();
+        self.0
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut data)
+            .map_err(|_| corrupt("cannot encrypt"))?;
+        Ok([nonce.as_slice(), &data].concat())
+    }
+
+    fn open(&self, sealed: &[u8]) -> Result<String, StoreError> {
+        if sealed.len() < NONCE_LEN {
+            return Err(corrupt("sealed field too short"));
+        }
+        let (nonce, body) = sealed.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| corrupt("nonce"))?;
+        let mut data = body.to_vec();
+        let plain = self
+            .0
+            .open_in_place(nonce, Aad::empty(), &mut data)
+            .map_err(|_| corrupt("sealed field does not open (was otp.secret changed?)"))?;
+        String::from_utf8(plain.to_vec()).map_err(|_| corrupt("sealed field is not text"))
+    }
+}
+
+pub struct RedisSessionStore {
+    conn: RedisConn,
+    prefix: String,
+    cipher: FieldCipher,
+    rotate: Script,
+}
+
+impl RedisSessionStore {
+    pub fn new(conn: RedisConn, prefix: &str, cipher: FieldCipher) -> Self {
+        Self {
+            conn,
+            prefix: prefix.to_owned(),
+            cipher,
+            rotate: Script::new(SESS_ROTATE),
+        }
+    }
+
+    fn key(&self, id: Uuid) -> String {
+        format!("{}sess:{{{}}}", self.prefix, id.simple())
+    }
+
+    fn user_key(&self, user: Uuid) -> String {
+        format!("{}user:{{{}}}", self.prefix, user.simple())
+    }
+
+    /// Builds a record from `HGETALL` field/value pairs.
+    fn record(
+        &self,
+        id: Uuid,
+        pairs: Vec<(String, Vec<u8>)>,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        if pairs.is_empty() {
+            return Ok(None);
+        }
+        let get = |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_slice())
+        };
+        let text = |name: &str| -> Result<String, StoreError> {
+            get(name)
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .map(str::to_owned)
+                .ok_or_else(|| corrupt(name))
+        };
+        let ms = |name: &str| -> Result<Millis, StoreError> {
+            text(name)?.parse().map_err(|_| corrupt(name))
+        };
+        let hash32 = |v: &[u8]| -> Result<TokenHash, StoreError> {
+            v.try_into().map_err(|_| corrupt("hash length"))
+        };
+        let prev = get("prev").unwrap_or_default();
+        Ok(Some(SessionRecord {
+            id,
+            user_id: Uuid::parse_str(&text("u")?).map_err(|_| corrupt("u"))?,
+            phone_e164: self.cipher.open(get("p").ok_or_else(|| corrupt("p"))?)?,
+            refresh_hash: hash32(get("rh").ok_or_else(|| corrupt("rh"))?)?,
+            previous_hashes: prev.chunks(32).map(hash32).collect::<Result<_, _>>()?,
+            created_at: ms("c")?,
+            expires_at: ms("exp")?,
+            absolute_expires_at: ms("abs")?,
+        }))
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisSessionStore {
+    async fn create(&self, s: SessionRecord) -> Result<(), StoreError> {
+        let now = s.created_at;
+        let sealed = self.cipher.seal(&s.phone_e164)?;
+        let prev: Vec<u8> = s.previous_hashes.concat();
+        // Index first: a crash between the two leaves an index entry to nothing (harmless),
+        // never a session that `all_sessions` cannot find.
+        let ukey = self.user_key(s.user_id);
+        let mut index = redis::pipe();
+        index
+            .cmd("SADD")
+            .arg(&ukey)
+            .arg(s.id.simple().to_string())
+            .ignore()
+            // Every session has the same absolute lifetime, so the newest lives longest.
+            .cmd("PEXPIRE")
+            .arg(&ukey)
+            .arg((s.absolute_expires_at - now).max(1))
+            .ignore();
+        index
+            .query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        let key = self.key(s.id);
+        let mut create = redis::pipe();
+        create
+            .atomic()
+            .cmd("HSET")
+            .arg(&key)
+            .arg("u")
+            .arg(s.user_id.to_string())
+            .arg("p")
+            .arg(sealed)
+            .arg("rh")
+            .arg(s.refresh_hash.as_slice())
+            .arg("prev")
+            .arg(prev)
+            .arg("c")
+            .arg(s.created_at)
+            .arg("exp")
+            .arg(s.expires_at)
+            .arg("abs")
+            .arg(s.absolute_expires_at)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg((s.expires_at - now).max(1))
+            .ignore();
+        create
+            .query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn get(&self, id: Uuid, now: Millis) -> Result<Option<SessionRecord>, StoreError> {
+        let pairs: Vec<(String, Vec<u8>)> = self
+            .conn
+            .cmd(redis::cmd("HGETALL").arg(self.key(id)))
+            .await?;
+        Ok(self.record(id, pairs)?.filter(|r| r.expires_at > now))
+    }
+
+    async fn rotate(
+        &self,
+        id: Uuid,
+        presented: &TokenHash,
+        new_hash: TokenHash,
+        new_expires_at: Millis,
+        now: Millis,
+    ) -> Result<Rotation, StoreError> {
+        let reply: Vec<Value> = self
+            .conn
+            .eval(
+                &self.rotate,
+                &self.key(id),
+                &[
+                    presented,
+                    &new_hash,
+                    &num(new_expires_at),
+                    &num(now),
+                    &num(REMEMBERED_ROTATIONS),
+                ],
+            )
+            .await?;
+        let tag: i64 = reply
+            .first()
+            .and_then(|v| redis::from_redis_value_ref(v).ok())
+            .ok_or_else(|| corrupt("rotate reply"))?;
+        match (tag, reply.get(1)) {
+            (1, Some(v)) => {
+                let pairs: Vec<(String, Vec<u8>)> =
+                    redis::from_redis_value_ref(v).map_err(|_| corrupt("rotate record"))?;
+                self.record(id, pairs)?
+                    .map(Rotation::Rotated)
+                    .ok_or_else(|| corrupt("rotated record vanished"))
+            }
+            (2, Some(v)) => {
+                let user: String =
+                    redis::from_redis_value_ref(v).map_err(|_| corrupt("rotate user"))?;
+                let user_id = Uuid::parse_str(&user).map_err(|_| corrupt("rotate user"))?;
+                Ok(Rotation::Reused { user_id })
+            }
+            _ => Ok(Rotation::Invalid),
+        }
+    }
+
+    async fn revoke(&self, id: Uuid) -> Result<bool, StoreError> {
+        let n: i64 = self.conn.cmd(redis::cmd("DEL").arg(self.key(id))).await?;
+        Ok(n == 1)
+    }
+
+    async fn revoke_all(&self, user_id: Uuid) -> Result<usize, StoreError> {
+        let ukey = self.user_key(user_id);
+        let ids: Vec<String> = self.conn.cmd(redis::cmd("SMEMBERS").arg(&ukey)).await?;
+        let mut ended = 0;
+        // One DEL per session: on a cluster each lives in its own slot.
+        for id in &ids {
+            let Ok(sid) = Uuid::parse_str(id) else {
+                continue;
+            };
+            let n: i64 = self.conn.cmd(redis::cmd("DEL").arg(self.key(sid))).await?;
+            ended += n as usize;
+        }
+        let _: i64 = self.conn.cmd(redis::cmd("DEL").arg(&ukey)).await?;
+        Ok(ended)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::conformance;
+
+    /// The test Redis (127.0.0.1:6379, started by ./scripts/test), or REDIS_TEST_URL.
+    fn url() -> String {
+        std::env::var("REDIS_TEST_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
+    }
+
+    /// A fresh key prefix per test, so tests share one Redis in parallel.
+    async fn fresh() -> (RedisConn, String) {
+        let conn = RedisConn::connect(&url(), false, Duration::from_secs(2))
+            .await
+            .expect("redis url");
+        conn.ping()
+            .await
+            .expect("redis on 127.0.0.1:6379 (./scripts/test starts it)");
+        (conn, format!("test:{}:", Uuid::new_v4().simple()))
+    }
+
+    #[tokio::test]
+    async fn otp_store_conforms() {
+        let (c, p) = fresh().await;
+        conformance::otp_store(&RedisOtpStore::new(c, &p)).await;
+    }
+
+    #[tokio::test]
+    async fn session_store_conforms() {
+        let (c, p) = fresh().await;
+        conformance::session_store(&RedisSessionStore::new(c, &p, FieldCipher::new([7; 32]))).await;
+    }
+
+    #[tokio::test]
+    async fn rate_limiter_conforms() {
+        let (c, p) = fresh().await;
+        conformance::rate_limiter(&RedisRateLimiter::new(c, &p)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn parallel_calls_never_beat_a_limit() {
+        let (c, p) = fresh().await;
+        conformance::otp_store_parallel(Arc::new(RedisOtpStore::new(c.clone(), &p))).await;
+        conformance::session_store_parallel(Arc::new(RedisSessionStore::new(
+            c.clone(),
+            &p,
+            FieldCipher::new([7; 32]),
+        )))
+        .await;
+        conformance::rate_limiter_parallel(Arc::new(RedisRateLimiter::new(c, &p))).await;
+    }
+
+    #[tokio::test]
+    async fn redis_never_holds_a_number_a_code_or_a_token_in_plain_form() {
+        let (c, p) = fresh().await;
+        let sessions = RedisSessionStore::new(c.clone(), &p, FieldCipher::new([9; 32]));
+        let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+        let rec = SessionRecord {
+            id: Uuid::new_v4(),
+            user_id: Uuid::new_v4(),
+            phone_e164: "+919876543210".into(),
+            refresh_hash: [3; 32],
+            previous_hashes: vec![],
+            created_at: now,
+            expires_at: now + 60_000,
+            absolute_expires_at: now + 60_000,
+        };
+        sessions.create(rec.clone()).await.unwrap();
+        let raw: Vec<(String, Vec<u8>)> = c
+            .cmd(redis::cmd("HGETALL").arg(sessions.key(rec.id)))
+            .await
+            .unwrap();
+        let dump: Vec<u8> = raw
+            .iter()
+            .flat_map(|(k, v)| [k.as_bytes(), v.as_slice()].concat())
+            .collect();
+        assert!(
+            !dump.windows(10).any(|w| w == b"9876543210"),
+            "phone number in plain form"
+        );
+        assert_eq!(
+            sessions
+                .get(rec.id, rec.created_at)
+                .await
+                .unwrap()
+                .unwrap()
+                .phone_e164,
+            "+919876543210"
+        );
+        // Another key cannot read it (and says why, without the value).
+        let other = RedisSessionStore::new(c.clone(), &p, FieldCipher::new([8; 32]));
+        assert!(matches!(
+            other.get(rec.id, rec.created_at).await,
+            Err(StoreError::Corrupt(_))
+        ));
+
+        let keys: Vec<String> = c
+            .cmd(redis::cmd("KEYS").arg(format!("{p}*")))
+            .await
+            .unwrap();
+        assert!(keys.iter().all(|k| !k.contains("9876543210")), "{keys:?}");
+    }
+
+    #[tokio::test]
+    async fn every_key_has_a_ttl_and_a_hash_tag() {
+        let (c, p) = fresh().await;
+        let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+        let otps = RedisOtpStore::new(c.clone(), &p);
+        let key = PhoneKey::random_for_test();
+        otps.issue(
+            &key,
+            StoredOtp {
+                id: 1,
+                hash: [1; 32],
+                expires_at: now + 600_000,
+            },
+            now + 60_000,
+            now,
+        )
+        .await
+        .unwrap();
+        let limits = RedisRateLimiter::new(c.clone(), &p);
+        limits
+            .hit("ip-otp:1.2.3.4", LimitRule::new(3, 900), now)
+            .await
+            .unwrap();
+        let sessions = RedisSessionStore::new(c.clone(), &p, FieldCipher::new([1; 32]));
+        let s = SessionRecord {
+            id: Uuid::new_v4(),
+            user_id: Uuid::new_v4(),
+            phone_e164: "+919876543210".into(),
+            refresh_hash: [1; 32],
+            previous_hashes: vec![],
+            created_at: now,
+            expires_at: now + 30_000,
+            absolute_expires_at: now + 90_000,
+        };
+        sessions.create(s).await.unwrap();
+        let keys: Vec<String> = c
+            .cmd(redis::cmd("KEYS").arg(format!("{p}*")))
+            .await
+            .unwrap();
+        assert_eq!(keys.len(), 4, "{keys:?}");
+        for k in keys {
+            let ttl: i64 = c.cmd(redis::cmd("PTTL").arg(&k)).await.unwrap();
+            assert!(ttl > 0, "{k} has no TTL ({ttl})");
+            assert!(k.contains('{') && k.ends_with('}'), "{k} lacks a hash tag");
+        }
+    }
+}
