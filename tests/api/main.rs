@@ -10,6 +10,7 @@ mod otp;
 mod postgres;
 mod process;
 mod rate_limits;
+mod replicas;
 mod server;
 mod sessions;
 mod sms;

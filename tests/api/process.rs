@@ -335,3 +335,84 @@ fn gen_key_makes_a_key_the_server_signs_with() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("signing.pem"));
 }
+
+#[test]
+fn two_server_processes_on_one_redis_and_postgres_are_one_service() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("signing.pem");
+    std::fs::write(&key, arogya_auth::session::KeyRing::generate_pem().unwrap()).unwrap();
+    let (_db, db_url) = rt.block_on(Scratch::postgres());
+    let (_keys, prefix) = Scratch::redis();
+    let env = [
+        ("REDIS_URL", REDIS_URL),
+        ("DATABASE_URL", db_url.as_str()),
+        ("AROGYA_REDIS__KEY_PREFIX", prefix.as_str()),
+        ("AROGYA_JWT__PRIVATE_KEY_FILE", key.to_str().unwrap()),
+        (
+            "AROGYA_OTP__SECRET",
+            "two-processes-share-this-secret-0123456789",
+        ),
+        ("AROGYA_RATE_LIMIT__ENABLED", "false"),
+    ];
+    let mut one = start(dir.path(), &env);
+    let mut two = start(dir.path(), &env);
+    rt.block_on(async {
+        let mut a = AuthServiceClient::connect(format!("http://{}", one.addr))
+            .await
+            .unwrap();
+        let mut b = AuthServiceClient::connect(format!("http://{}", two.addr))
+            .await
+            .unwrap();
+        let sent = a
+            .request_otp(RequestOtpRequest {
+                phone_number: PHONE.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let refused = b
+            .resend_otp(ResendOtpRequest {
+                phone_number: PHONE.into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.code(),
+            tonic::Code::ResourceExhausted,
+            "the cooldown is shared"
+        );
+        let s = b
+            .verify_otp(VerifyOtpRequest {
+                phone_number: PHONE.into(),
+                otp: sent.dev_otp,
+            })
+            .await
+            .expect("a code from one process signs in on the other")
+            .into_inner();
+        a.validate_session(ValidateSessionRequest {
+            access_token: s.access_token.clone(),
+        })
+        .await
+        .unwrap();
+        a.logout(LogoutRequest {
+            refresh_token: s.refresh_token,
+            all_sessions: false,
+        })
+        .await
+        .unwrap();
+        let ended = b
+            .validate_session(ValidateSessionRequest {
+                access_token: s.access_token,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            ended.code(),
+            tonic::Code::Unauthenticated,
+            "a logout on one is seen by the other"
+        );
+    });
+    assert!(one.terminate(Duration::from_secs(10)).success());
+    assert!(two.terminate(Duration::from_secs(10)).success());
+}

@@ -1,0 +1,145 @@
+//! Two server processes' worth of replicas (two apps in this process, separate ports and
+//! in-memory nothing) on one Redis and one PostgreSQL behave as one service.
+
+use futures::future::join_all;
+use tonic::Code;
+
+use crate::helpers::*;
+
+struct Pair {
+    a: TestApp,
+    b: TestApp,
+    _scratch: Vec<Scratch>,
+    _dir: tempfile::TempDir,
+}
+
+/// Two replicas sharing Redis (one key prefix), PostgreSQL (one database), the OTP secret
+/// and the signing key, as a deployment would.
+async fn replicas(rate_limits: bool) -> Pair {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("signing.pem");
+    std::fs::write(&key, arogya_auth::session::KeyRing::generate_pem().unwrap()).unwrap();
+    let (db_guard, db_url) = Scratch::postgres().await;
+    let (prefix_guard, prefix) = Scratch::redis();
+    let setup = |c: &mut arogya_auth::config::Config| {
+        c.redis_url = Some(REDIS_URL.into());
+        c.redis.key_prefix = prefix.clone();
+        c.database_url = Some(db_url.clone());
+        c.jwt.private_key_file = Some(key.clone());
+        c.rate_limit.enabled = rate_limits;
+    };
+    let a = TestApp::spawn_with(setup).await;
+    let b = TestApp::spawn_with(setup).await;
+    Pair {
+        a,
+        b,
+        _scratch: vec![db_guard, prefix_guard],
+        _dir: dir,
+    }
+}
+
+#[tokio::test]
+async fn a_code_sent_by_one_replica_signs_in_on_the_other_and_sessions_are_shared() {
+    let pair = replicas(false).await; // keeps the database and prefix alive
+    let (a, b) = (&pair.a, &pair.b);
+    let sent = a.request_otp(PHONE).await.unwrap();
+    let signed = b
+        .verify_otp(PHONE, &sent.dev_otp)
+        .await
+        .expect("verified on the other replica");
+    assert!(signed.new_user);
+    a.validate(&signed.access_token)
+        .await
+        .expect("a validates b's token");
+
+    let refreshed = a.refresh(&signed.refresh_token).await.unwrap();
+    b.validate(&refreshed.access_token).await.unwrap();
+    b.logout(&refreshed.refresh_token, false).await.unwrap();
+    let s = expect_code(
+        a.validate(&refreshed.access_token).await,
+        Code::Unauthenticated,
+    );
+    assert_eq!(
+        reason(&s).as_deref(),
+        Some("SESSION_ENDED"),
+        "a logout on b is seen by a"
+    );
+
+    // The same user, whichever replica the next sign-in lands on.
+    a.advance(61);
+    b.advance(61);
+    let again = b.sign_in("09876543210").await;
+    assert!(!again.new_user);
+    assert_eq!(again.user.unwrap().id, signed.user.unwrap().id);
+}
+
+#[tokio::test]
+async fn reuse_of_a_refresh_token_is_caught_across_replicas() {
+    let pair = replicas(false).await; // keeps the database and prefix alive
+    let (a, b) = (&pair.a, &pair.b);
+    let signed = a.sign_in(PHONE).await;
+    let r = b.refresh(&signed.refresh_token).await.unwrap();
+    let s = expect_code(
+        a.refresh(&signed.refresh_token).await,
+        Code::Unauthenticated,
+    );
+    assert_eq!(reason(&s).as_deref(), Some("REFRESH_TOKEN_REUSED"));
+    expect_code(b.validate(&r.access_token).await, Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn the_cooldown_and_the_ip_limit_hold_across_replicas() {
+    let pair = replicas(true).await; // keeps the database and prefix alive
+    let (a, b) = (&pair.a, &pair.b);
+    a.request_otp("9876500001").await.unwrap();
+    let s = expect_code(b.resend_otp("9876500001").await, Code::ResourceExhausted);
+    assert_eq!(reason(&s).as_deref(), Some("OTP_RESEND_COOLDOWN"));
+    // Three code requests per IP per 15 minutes in all (the refused resend counted too).
+    b.request_otp("9876500002").await.unwrap();
+    for app in [a, b] {
+        let s = expect_code(app.request_otp("9876500004").await, Code::ResourceExhausted);
+        assert_eq!(reason(&s).as_deref(), Some("RATE_LIMITED"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_parallel_wrong_guesses_over_two_replicas_judge_at_most_five() {
+    let pair = replicas(false).await; // keeps the database and prefix alive
+    let (a, b) = (&pair.a, &pair.b);
+    let sent = a.request_otp(PHONE).await.unwrap();
+    let bad = wrong(&sent.dev_otp);
+    let results = join_all((0..60).map(|i| {
+        if i % 2 == 0 {
+            a.verify_otp(PHONE, &bad)
+        } else {
+            b.verify_otp(PHONE, &bad)
+        }
+    }))
+    .await;
+    let judged_wrong = results
+        .iter()
+        .filter(|r| matches!(r, Err(s) if s.code() == Code::Unauthenticated))
+        .count();
+    assert_eq!(judged_wrong, 4, "{results:?}");
+    assert!(results.iter().all(|r| r.is_err()));
+    expect_code(
+        b.verify_otp(PHONE, &sent.dev_otp).await,
+        Code::ResourceExhausted,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_parallel_refreshes_over_two_replicas_exactly_one_wins() {
+    let pair = replicas(false).await; // keeps the database and prefix alive
+    let (a, b) = (&pair.a, &pair.b);
+    let signed = a.sign_in(PHONE).await;
+    let results = join_all((0..20).map(|i| {
+        if i % 2 == 0 {
+            a.refresh(&signed.refresh_token)
+        } else {
+            b.refresh(&signed.refresh_token)
+        }
+    }))
+    .await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+}
