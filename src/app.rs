@@ -22,6 +22,7 @@ use crate::flows::{Deps, Policy};
 use crate::grpc::AuthApi;
 use crate::otp::OtpHasher;
 use crate::proto::auth_service_server::AuthServiceServer;
+use crate::readiness::Readiness;
 use crate::session::KeyRing;
 use crate::sms::{LogSms, SmsSender};
 use crate::store::memory::{MemoryOtpStore, MemoryRateLimiter, MemorySessionStore};
@@ -62,6 +63,7 @@ pub struct App {
     config: Config,
     deps: Deps,
     listener: TcpListener,
+    readiness: Readiness,
 }
 
 impl App {
@@ -113,9 +115,14 @@ impl App {
         );
 
         let url = db::database_url(config.database_url.as_deref(), &config.database.sqlite_path);
-        let conn = db::connect(&url).await?;
-        if config.database.run_migrations {
-            db::migrate(&conn).await?;
+        let db_timeout = Duration::from_millis(config.database.timeout_ms);
+        let conn = db::connect_lazy(&url, db_timeout).await?;
+        let mut migrations_pending = false;
+        if config.database.run_migrations
+            && let Err(e) = db::migrate(&conn).await
+        {
+            tracing::warn!(error = %e, "database not reachable at start-up; migrations will run when it answers, health NOT_SERVING until then");
+            migrations_pending = true;
         }
 
         let listener = TcpListener::bind(config.listen_addr)
@@ -125,7 +132,13 @@ impl App {
                 source,
             })?;
 
-        let (otps, sessions, limits) = stores(&config, &hasher).await?;
+        let (redis, otps, sessions, limits) = stores(&config, &hasher).await?;
+        let readiness = Readiness::new(
+            redis,
+            conn.clone(),
+            migrations_pending,
+            db_timeout.max(Duration::from_millis(config.redis.timeout_ms)),
+        );
         let deps = Deps {
             otps,
             sessions,
@@ -141,6 +154,7 @@ impl App {
             config,
             deps,
             listener,
+            readiness,
         })
     }
 
@@ -164,9 +178,18 @@ impl App {
             config,
             deps,
             listener,
+            readiness,
         } = self;
         let (health, health_svc) = tonic_health::server::health_reporter();
-        health.set_serving::<AuthServiceServer<AuthApi>>().await;
+        // Health is NOT_SERVING until Redis and the database answer; a task keeps it current.
+        let ready = readiness.report(&health, None).await;
+        let watcher_stop = Arc::new(tokio::sync::Notify::new());
+        let watcher = tokio::spawn(readiness.watch(
+            health.clone(),
+            Duration::from_millis(config.server.health_interval_ms),
+            ready,
+            watcher_stop.clone(),
+        ));
 
         let auth =
             AuthServiceServer::new(AuthApi::new(deps.clone(), config.trusted_proxies.clone()))
@@ -221,8 +244,10 @@ impl App {
         let stopping = Arc::new(tokio::sync::Notify::new());
         let signal = {
             let (health, stopping) = (health.clone(), stopping.clone());
+            let watcher_stop = watcher_stop.clone();
             async move {
                 shutdown.await;
+                watcher_stop.notify_one();
                 tracing::info!("shutting down: no new connections; finishing calls in flight");
                 health.set_not_serving::<AuthServiceServer<AuthApi>>().await;
                 health
@@ -252,12 +277,15 @@ impl App {
                 tracing::warn!(grace_seconds = grace.as_secs(), "calls still open after the grace period; closing them");
             }
         }
+        watcher_stop.notify_one();
+        let _ = watcher.await;
         tracing::info!("stopped");
         Ok(())
     }
 }
 
 type Stores = (
+    Option<RedisConn>,
     Arc<dyn OtpStore>,
     Arc<dyn SessionStore>,
     Arc<dyn RateLimiter>,
@@ -267,6 +295,7 @@ type Stores = (
 async fn stores(config: &Config, hasher: &OtpHasher) -> Result<Stores, AppError> {
     let Some(url) = &config.redis_url else {
         return Ok((
+            None,
             Arc::new(MemoryOtpStore::new()),
             Arc::new(MemorySessionStore::new()),
             Arc::new(MemoryRateLimiter::new()),
@@ -279,6 +308,7 @@ async fn stores(config: &Config, hasher: &OtpHasher) -> Result<Stores, AppError>
     let prefix = &config.redis.key_prefix;
     let cipher = FieldCipher::new(hasher.derive_key("session-phone-v1"));
     Ok((
+        Some(conn.clone()),
         Arc::new(RedisOtpStore::new(conn.clone(), prefix)),
         Arc::new(RedisSessionStore::new(conn.clone(), prefix, cipher)),
         Arc::new(RedisRateLimiter::new(conn, prefix)),

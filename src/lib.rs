@@ -18,6 +18,7 @@ pub mod flows;
 pub mod grpc;
 pub mod otp;
 pub mod phone;
+pub mod readiness;
 pub mod session;
 pub mod sms;
 pub mod store;

@@ -170,6 +170,8 @@ pub struct DatabaseConfig {
     pub sqlite_path: PathBuf,
     /// Apply migrations at start-up.
     pub run_migrations: bool,
+    /// Connect timeout and pool wait of every database call: past it the call fails UNAVAILABLE.
+    pub timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -185,6 +187,8 @@ pub struct ServerConfig {
     pub request_timeout_seconds: u64,
     /// After SIGTERM, how long in-flight calls get before the process exits anyway.
     pub shutdown_grace_seconds: u64,
+    /// How often Redis and the database are checked for `grpc.health.v1`.
+    pub health_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -242,6 +246,7 @@ impl Default for Config {
             database: DatabaseConfig {
                 sqlite_path: PathBuf::from("arogya-auth.db"),
                 run_migrations: true,
+                timeout_ms: 2000,
             },
             server: ServerConfig {
                 max_message_bytes: 64 * 1024,
@@ -249,6 +254,7 @@ impl Default for Config {
                 concurrency_limit: 4096,
                 request_timeout_seconds: 10,
                 shutdown_grace_seconds: 10,
+                health_interval_ms: 1000,
             },
             log: LogConfig {
                 format: LogFormat::Auto,
@@ -354,6 +360,13 @@ impl Config {
                 3600,
             ),
             ("redis.timeout_ms", self.redis.timeout_ms, 10, 60_000),
+            ("database.timeout_ms", self.database.timeout_ms, 10, 60_000),
+            (
+                "server.health_interval_ms",
+                self.server.health_interval_ms,
+                10,
+                60_000,
+            ),
             (
                 "server.shutdown_grace_seconds",
                 self.server.shutdown_grace_seconds,

@@ -35,15 +35,27 @@ pub fn database_url(database_url: Option<&str>, sqlite_path: &std::path::Path) -
     }
 }
 
-/// Connects (a small pool; sqlx runs SQLite on its own threads, off the async runtime).
+/// Connects eagerly (for `migrate` and tests).
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbError> {
+    Ok(Database::connect(options(url, Duration::from_secs(5), false)).await?)
+}
+
+/// A pool that connects on first use, so the service starts while the database is down; each
+/// connection attempt and each wait for a pooled connection gives up after `timeout`.
+pub async fn connect_lazy(url: &str, timeout: Duration) -> Result<DatabaseConnection, DbError> {
+    Ok(Database::connect(options(url, timeout, true)).await?)
+}
+
+fn options(url: &str, timeout: Duration, lazy: bool) -> ConnectOptions {
     let mut opts = ConnectOptions::new(url.to_owned());
+    // A small pool; sqlx runs SQLite on its own threads, off the async runtime.
     opts.max_connections(if url.starts_with("sqlite:") { 4 } else { 16 })
-        .min_connections(1)
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(5))
+        .min_connections(if lazy { 0 } else { 1 })
+        .connect_timeout(timeout)
+        .acquire_timeout(timeout)
+        .connect_lazy(lazy)
         .sqlx_logging(false);
-    Ok(Database::connect(opts).await?)
+    opts
 }
 
 /// Applies every pending migration.

@@ -223,8 +223,21 @@ pub async fn verify_code(
         .timestamp_millis_opt(now)
         .single()
         .unwrap_or_else(Utc::now);
-    let (user, new_user) = deps.users.find_or_create(&phone, at).await?;
-    let tokens = session::start(deps, user.id, &phone, now).await?;
+    let signed_in = async {
+        let (user, new_user) = deps.users.find_or_create(&phone, at).await?;
+        let tokens = session::start(deps, user.id, &phone, now).await?;
+        Ok::<_, OtpError>((user, new_user, tokens))
+    };
+    let (user, new_user, tokens) = match signed_in.await {
+        Ok(done) => done,
+        Err(err) => {
+            // An outage must not cost the person their code: put it back for a retry.
+            if let Err(e) = deps.otps.reinstate(&key, otp, attempt, now).await {
+                tracing::warn!(error = %e, "could not put the code back after a failed sign-in");
+            }
+            return Err(err);
+        }
+    };
     tracing::info!(new_user, session = %tokens.session_id, "signed in");
     Ok(SignedIn {
         tokens,

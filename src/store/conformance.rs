@@ -32,6 +32,49 @@ pub async fn otp_store<S: OtpStore>(store: &S) {
     consume_uses_a_code_once_and_only_the_current_one(store, now).await;
     a_new_code_lifts_a_lock_out(store, now).await;
     withdraw_removes_the_code_and_refunds_the_cooldown(store, now).await;
+    reinstate_puts_a_consumed_code_back_unless_replaced(store, now).await;
+}
+
+async fn reinstate_puts_a_consumed_code_back_unless_replaced<S: OtpStore>(s: &S, now: Millis) {
+    let key = fresh_key();
+    s.issue(&key, otp(1, now + 600_000), now + 60_000, now)
+        .await
+        .unwrap();
+    let Attempt::Judge {
+        otp: taken,
+        attempt,
+    } = s.begin_attempt(&key, 5, now).await.unwrap()
+    else {
+        panic!("judge")
+    };
+    assert!(s.consume(&key, 1).await.unwrap());
+    s.reinstate(&key, taken.clone(), attempt, now)
+        .await
+        .unwrap();
+    match s.begin_attempt(&key, 5, now).await.unwrap() {
+        Attempt::Judge { otp, attempt } => {
+            assert_eq!((otp.id, attempt), (1, 2), "back, attempts kept")
+        }
+        other => panic!("{other:?}"),
+    }
+    // A newer code wins over a late reinstate.
+    assert!(s.consume(&key, 1).await.unwrap());
+    s.issue(&key, otp(2, now + 600_000), now + 60_000, now + 60_000)
+        .await
+        .unwrap();
+    s.reinstate(&key, taken.clone(), 1, now).await.unwrap();
+    assert!(
+        matches!(s.begin_attempt(&key, 5, now).await.unwrap(), Attempt::Judge { otp, .. } if otp.id == 2)
+    );
+    // An expired code is not put back.
+    let key = fresh_key();
+    s.reinstate(&key, otp(3, now + 10), 1, now + 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.begin_attempt(&key, 5, now).await.unwrap(),
+        Attempt::NoCode
+    );
 }
 
 /// Runs `parallel_attempts_never_exceed_the_limit` against a shared store.

@@ -164,6 +164,21 @@ impl OtpStore for MemoryOtpStore {
         }
         Ok(())
     }
+
+    async fn reinstate(
+        &self,
+        phone: &PhoneKey,
+        otp: StoredOtp,
+        used: u32,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let mut guard = self.inner.lock().map_err(poisoned)?;
+        let entry = guard.0.entry(phone.clone()).or_default();
+        if entry.code.is_none() && entry.locked_until <= now && otp.expires_at > now {
+            entry.code = Some((otp, used));
+        }
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ pub mod redis;
 
 #[cfg(test)]
 pub mod conformance;
+#[cfg(test)]
+pub mod testing;
 
 /// A store failed. Backend-specific errors become this, and the caller sees UNAVAILABLE.
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +115,17 @@ pub trait OtpStore: Send + Sync + 'static {
     /// Undo an `issue` whose SMS could not be sent: delete the code with `id` and end the
     /// cooldown, so the person can try again at once.
     async fn withdraw(&self, phone: &PhoneKey, id: u64) -> Result<(), StoreError>;
+
+    /// Put back a code that `consume` took for a sign-in that then failed (the database was
+    /// down), with `used` attempts counted, so the person can retry with the same code. Does
+    /// nothing if a newer code or a lock-out took its place, or the code has expired.
+    async fn reinstate(
+        &self,
+        phone: &PhoneKey,
+        otp: StoredOtp,
+        used: u32,
+        now: Millis,
+    ) -> Result<(), StoreError>;
 }
 
 // ---------------------------------------------------------------------------------------------

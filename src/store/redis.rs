@@ -193,10 +193,20 @@ redis.call('HSET', KEYS[1], 'cd', 0)
 return 1
 "#;
 
+const OTP_REINSTATE: &str = r#"
+local now = tonumber(ARGV[5])
+local f = redis.call('HMGET', KEYS[1], 'id', 'lock')
+if f[1] or (f[2] and tonumber(f[2]) > now) or tonumber(ARGV[3]) <= now then return 0 end
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'h', ARGV[2], 'exp', ARGV[3], 'used', ARGV[4])
+local want = tonumber(ARGV[3]) - now
+if redis.call('PTTL', KEYS[1]) < want then redis.call('PEXPIRE', KEYS[1], want) end
+return 1
+"#;
+
 pub struct RedisOtpStore {
     conn: RedisConn,
     prefix: String,
-    scripts: [Script; 5],
+    scripts: [Script; 6],
 }
 
 impl RedisOtpStore {
@@ -210,6 +220,7 @@ impl RedisOtpStore {
                 OTP_CONSUME,
                 OTP_LOCK_OUT,
                 OTP_WITHDRAW,
+                OTP_REINSTATE,
             ]
             .map(Script::new),
         }
@@ -338,6 +349,30 @@ impl OtpStore for RedisOtpStore {
         let _: i64 = self
             .conn
             .eval(&self.scripts[4], &self.key(phone), &[&num(id)])
+            .await?;
+        Ok(())
+    }
+
+    async fn reinstate(
+        &self,
+        phone: &PhoneKey,
+        otp: StoredOtp,
+        used: u32,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let _: i64 = self
+            .conn
+            .eval(
+                &self.scripts[5],
+                &self.key(phone),
+                &[
+                    &num(otp.id),
+                    &otp.hash,
+                    &num(otp.expires_at),
+                    &num(used),
+                    &num(now),
+                ],
+            )
             .await?;
         Ok(())
     }
@@ -832,5 +867,102 @@ mod tests {
             assert!(ttl > 0, "{k} has no TTL ({ttl})");
             assert!(k.contains('{') && k.ends_with('}'), "{k} lacks a hash tag");
         }
+    }
+
+    /// The whole suite against a private three-master Redis Cluster: every script and pipeline
+    /// must stay inside one slot (no CROSSSLOT), and keys of one record must not spread.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn cluster_store_suite_conforms() {
+        let started = std::time::Instant::now();
+        let cluster = tokio::task::spawn_blocking(crate::store::testing::RedisCluster::start_new)
+            .await
+            .expect("start a Redis cluster");
+        let up = started.elapsed();
+        let c = RedisConn::connect(&cluster.urls(), true, Duration::from_secs(2))
+            .await
+            .expect("connect to the cluster");
+        assert!(matches!(c, RedisConn::Cluster(_)));
+        c.ping().await.expect("cluster PING");
+        let p = format!("test:{}:", Uuid::new_v4().simple());
+        let cipher = || FieldCipher::new([7; 32]);
+        conformance::otp_store(&RedisOtpStore::new(c.clone(), &p)).await;
+        conformance::session_store(&RedisSessionStore::new(c.clone(), &p, cipher())).await;
+        conformance::rate_limiter(&RedisRateLimiter::new(c.clone(), &p)).await;
+        conformance::otp_store_parallel(Arc::new(RedisOtpStore::new(c.clone(), &p))).await;
+        conformance::session_store_parallel(Arc::new(RedisSessionStore::new(
+            c.clone(),
+            &p,
+            cipher(),
+        )))
+        .await;
+        conformance::rate_limiter_parallel(Arc::new(RedisRateLimiter::new(c, &p))).await;
+        // The suite's keys really spread over the masters (so slots were crossed).
+        let mut holding = 0;
+        for port in cluster.ports() {
+            let node = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
+            let mut node = node.get_multiplexed_async_connection().await.unwrap();
+            let n: i64 = redis::cmd("DBSIZE").query_async(&mut node).await.unwrap();
+            holding += usize::from(n > 0);
+        }
+        assert!(
+            holding >= 2,
+            "the suite's keys sit on {holding} of 3 masters"
+        );
+        eprintln!(
+            "cluster_store_suite_conforms: cluster up in {up:?}, suite in {:?}",
+            started.elapsed() - up
+        );
+    }
+
+    /// A private server stops (its port refuses at once) and starts again on the same port,
+    /// and a connection made before reconnects by itself.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_private_server_stops_and_starts_on_its_port() {
+        use std::time::Instant;
+
+        let mut srv = tokio::task::spawn_blocking(crate::store::testing::RedisServer::start_new)
+            .await
+            .expect("start a private redis-server");
+        let port = srv.port();
+        let c = RedisConn::connect(&srv.url(), false, Duration::from_millis(300))
+            .await
+            .unwrap();
+        c.ping().await.expect("PING a running server");
+
+        srv.stop();
+        let asked = Instant::now();
+        let down = c.ping().await;
+        assert!(
+            matches!(down, Err(StoreError::Unavailable(_))),
+            "PING a stopped server: {down:?}"
+        );
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "PING a stopped server took {:?}",
+            asked.elapsed()
+        );
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "port {port} still accepts after stop"
+        );
+
+        let mut srv = tokio::task::spawn_blocking(move || {
+            srv.start();
+            srv
+        })
+        .await
+        .expect("restart the private redis-server");
+        assert_eq!(srv.port(), port, "restarted on another port");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match c.ping().await {
+                Ok(()) => break,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("the connection did not come back within 10 s: {e}"),
+            }
+        }
+        srv.stop();
     }
 }

@@ -5,6 +5,7 @@ mod helpers;
 
 mod bad_input;
 mod concurrency;
+mod faults;
 mod grpc_web;
 mod otp;
 mod postgres;

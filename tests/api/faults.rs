@@ -1,0 +1,210 @@
+//! Redis or PostgreSQL going away and coming back, seen through a TCP proxy the test can cut:
+//! calls fail fast with UNAVAILABLE (never UNKNOWN, never a hang), health turns NOT_SERVING,
+//! and everything recovers by itself with no state lost.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+
+use crate::helpers::*;
+
+/// Forwards loopback connections to `target` until cut: then every open connection is dropped
+/// and new ones are closed at once, as if the server had died.
+struct Proxy {
+    addr: SocketAddr,
+    down: Arc<AtomicBool>,
+    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accept: JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(target: &str) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let down = Arc::new(AtomicBool::new(false));
+        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let target = target.to_owned();
+        let (d, l) = (down.clone(), links.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if d.load(Ordering::SeqCst) {
+                    continue; // dropped: the client sees the connection closed
+                }
+                let target = target.clone();
+                l.lock().unwrap().push(tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                }));
+            }
+        });
+        Proxy {
+            addr,
+            down,
+            links,
+            accept,
+        }
+    }
+
+    fn cut(&self) {
+        self.down.store(true, Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.down.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
+
+/// Waits (with a deadline) until the overall health reads `want`.
+async fn health_becomes(app: &TestApp, want: ServingStatus) {
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel(app.addr).await);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "arogya.auth.v1.AuthService".into(),
+            })
+            .await
+            .map(|r| r.into_inner().status());
+        if status.as_ref().ok() == Some(&want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "health never became {want:?} (last {status:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Asserts the call fails UNAVAILABLE, within the configured timeouts (well under 3 s).
+async fn fails_fast<T: std::fmt::Debug>(
+    call: impl std::future::Future<Output = Result<T, tonic::Status>>,
+) {
+    let started = Instant::now();
+    let s = expect_code(call.await, Code::Unavailable);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        s.message().contains("temporarily unavailable"),
+        "{}",
+        s.message()
+    );
+}
+
+fn fast_checks(c: &mut arogya_auth::config::Config) {
+    c.server.health_interval_ms = 50;
+    c.redis.timeout_ms = 300;
+    c.database.timeout_ms = 500;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_down_during_traffic_is_unavailable_then_recovers_with_every_session() {
+    let proxy = Proxy::start("127.0.0.1:6379").await;
+    let (_keys, prefix) = Scratch::redis();
+    let url = format!("redis://{}/", proxy.addr);
+    let app = TestApp::spawn_with(|c| {
+        fast_checks(c);
+        c.redis_url = Some(url.clone());
+        c.redis.key_prefix = prefix.clone();
+    })
+    .await;
+    health_becomes(&app, ServingStatus::Serving).await;
+    let before = app.sign_in(PHONE).await;
+    let pending = app.request_otp("9123456789").await.unwrap();
+
+    proxy.cut();
+    fails_fast(app.request_otp("9000000001")).await;
+    fails_fast(app.validate(&before.access_token)).await;
+    fails_fast(app.refresh(&before.refresh_token)).await;
+    fails_fast(app.verify_otp("9123456789", &pending.dev_otp)).await;
+    health_becomes(&app, ServingStatus::NotServing).await;
+
+    proxy.restore();
+    health_becomes(&app, ServingStatus::Serving).await;
+    app.validate(&before.access_token)
+        .await
+        .expect("the session from before is intact");
+    app.refresh(&before.refresh_token)
+        .await
+        .expect("and can be refreshed");
+    app.verify_otp("9123456789", &pending.dev_otp)
+        .await
+        .expect("the code from before still works");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_down_fails_sign_in_fast_while_sessions_keep_validating() {
+    let proxy = Proxy::start("127.0.0.1:5432").await;
+    let (_db, url) = Scratch::postgres().await;
+    let via_proxy = url.replace("127.0.0.1:5432", &proxy.addr.to_string());
+    let app = TestApp::spawn_with(|c| {
+        fast_checks(c);
+        c.database_url = Some(via_proxy.clone());
+    })
+    .await;
+    let before = app.sign_in(PHONE).await;
+    app.advance(61);
+    let pending = app.request_otp(PHONE).await.unwrap();
+
+    proxy.cut();
+    fails_fast(app.verify_otp(PHONE, &pending.dev_otp)).await;
+    health_becomes(&app, ServingStatus::NotServing).await;
+    app.validate(&before.access_token)
+        .await
+        .expect("ValidateSession needs no SQL");
+
+    proxy.restore();
+    health_becomes(&app, ServingStatus::Serving).await;
+    app.advance(61);
+    let after = app.sign_in(PHONE).await;
+    assert_eq!(
+        after.user.unwrap().id,
+        before.user.unwrap().id,
+        "the same user, nothing half-written"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_service_started_while_postgres_is_down_migrates_and_serves_when_it_returns() {
+    let proxy = Proxy::start("127.0.0.1:5432").await;
+    proxy.cut();
+    let (_db, url) = Scratch::postgres().await;
+    let via_proxy = url.replace("127.0.0.1:5432", &proxy.addr.to_string());
+    let app = TestApp::spawn_with(|c| {
+        fast_checks(c);
+        c.database_url = Some(via_proxy.clone());
+    })
+    .await;
+    health_becomes(&app, ServingStatus::NotServing).await;
+    let sent = app
+        .request_otp(PHONE)
+        .await
+        .expect("sending needs no database");
+    fails_fast(app.verify_otp(PHONE, &sent.dev_otp)).await;
+
+    proxy.restore();
+    health_becomes(&app, ServingStatus::Serving).await;
+    app.advance(61);
+    let signed = app.sign_in(PHONE).await;
+    assert!(signed.new_user, "migrations ran once the database answered");
+}
