@@ -252,9 +252,23 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a server on a free loopback port and waits until it answers `PING`.
     pub fn start_new() -> Self {
+        Self::start_with(Vec::new())
+    }
+
+    /// As [`RedisServer::start_new`], with an append-only file synced on every write, so a
+    /// stop (even a kill) and start keeps the data, as a production Redis with AOF would.
+    pub fn start_persistent() -> Self {
+        Self::start_with(
+            ["--appendonly", "yes", "--appendfsync", "always"]
+                .map(String::from)
+                .to_vec(),
+        )
+    }
+
+    fn start_with(extra: Vec<String>) -> Self {
         require(REDIS_SERVER);
         let dir = tempfile::tempdir().expect("a temporary directory for redis-server");
-        let process = Process::start_on_free_port(dir.path(), || (free_port(), Vec::new()));
+        let process = Process::start_on_free_port(dir.path(), || (free_port(), extra.clone()));
         Self { process, _dir: dir }
     }
 
@@ -277,7 +291,7 @@ impl RedisServer {
         self.process.kill();
     }
 
-    /// Starts the server again on the same port (empty) and waits until it answers `PING`.
+    /// Starts the server again on the same port (empty unless persistent) and waits until it answers `PING`.
     /// Retries for a while if the port is briefly busy. Does nothing if it runs.
     pub fn start(&mut self) {
         if self.is_running() {

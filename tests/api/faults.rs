@@ -208,3 +208,86 @@ async fn a_service_started_while_postgres_is_down_migrates_and_serves_when_it_re
     let signed = app.sign_in(PHONE).await;
     assert!(signed.new_user, "migrations ran once the database answered");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_killed_and_restarted_during_traffic_loses_no_session() {
+    let mut redis = tokio::task::spawn_blocking(crate::testing::RedisServer::start_persistent)
+        .await
+        .unwrap();
+    let url = redis.url();
+    let app = TestApp::spawn_with(|c| {
+        fast_checks(c);
+        c.redis_url = Some(url.clone());
+    })
+    .await;
+    let before = app.sign_in(PHONE).await;
+    let pending = app.request_otp("9123456789").await.unwrap();
+
+    // Traffic all along: ValidateSession as fast as one client goes.
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = {
+        let (mut client, token, stop) = (
+            app.client.clone(),
+            before.access_token.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                let started = Instant::now();
+                let code = match client
+                    .validate_session(arogya_auth::proto::ValidateSessionRequest {
+                        access_token: token.clone(),
+                    })
+                    .await
+                {
+                    Ok(_) => Code::Ok,
+                    Err(s) => s.code(),
+                };
+                seen.push((code, started.elapsed()));
+            }
+            seen
+        })
+    };
+
+    redis = tokio::task::spawn_blocking(move || {
+        redis.stop();
+        redis
+    })
+    .await
+    .unwrap();
+    health_becomes(&app, ServingStatus::NotServing).await;
+    fails_fast(app.request_otp("9000000001")).await;
+
+    redis = tokio::task::spawn_blocking(move || {
+        redis.start();
+        redis
+    })
+    .await
+    .unwrap();
+    health_becomes(&app, ServingStatus::Serving).await;
+    stop.store(true, Ordering::SeqCst);
+    let seen = traffic.await.unwrap();
+
+    let codes: std::collections::BTreeSet<i32> = seen.iter().map(|(c, _)| *c as i32).collect();
+    assert_eq!(
+        codes,
+        [Code::Ok as i32, Code::Unavailable as i32].into(),
+        "only OK and UNAVAILABLE: {codes:?}"
+    );
+    let slowest = seen.iter().map(|(_, d)| *d).max().unwrap();
+    assert!(
+        slowest < Duration::from_secs(3),
+        "a call hung for {slowest:?}"
+    );
+    app.validate(&before.access_token)
+        .await
+        .expect("the session from before the crash is valid");
+    app.refresh(&before.refresh_token)
+        .await
+        .expect("and refreshes");
+    app.verify_otp("9123456789", &pending.dev_otp)
+        .await
+        .expect("the pending code survived too");
+    drop(redis);
+}

@@ -2,6 +2,10 @@
 //! and talks to it over a real socket with the generated client.
 
 mod helpers;
+/// Private redis-server processes (shared with the library's own tests).
+#[allow(dead_code)]
+#[path = "../../src/store/testing.rs"]
+mod testing;
 
 mod bad_input;
 mod concurrency;

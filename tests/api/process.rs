@@ -416,3 +416,63 @@ fn two_server_processes_on_one_redis_and_postgres_are_one_service() {
     assert!(one.terminate(Duration::from_secs(10)).success());
     assert!(two.terminate(Duration::from_secs(10)).success());
 }
+
+#[test]
+fn migrate_applies_the_schema_to_postgres_and_start_up_can_skip_it() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (_db, url) = rt.block_on(Scratch::postgres());
+    for _ in 0..2 {
+        let out = bin()
+            .arg("migrate")
+            .env("DATABASE_URL", &url)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    rt.block_on(async {
+        let repo = arogya_auth::db::UserRepo::new(arogya_auth::db::connect(&url).await.unwrap());
+        assert_eq!(repo.count().await.unwrap(), 0, "users table exists");
+    });
+    // With migrations already applied, a server told not to run them serves sign-ins.
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(
+        dir.path(),
+        &[
+            ("DATABASE_URL", url.as_str()),
+            ("AROGYA_DATABASE__RUN_MIGRATIONS", "false"),
+        ],
+    );
+    rt.block_on(async {
+        let mut c = AuthServiceClient::connect(format!("http://{}", server.addr))
+            .await
+            .unwrap();
+        let sent = c
+            .request_otp(RequestOtpRequest {
+                phone_number: PHONE.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let s = c
+            .verify_otp(VerifyOtpRequest {
+                phone_number: PHONE.into(),
+                otp: sent.dev_otp,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(s.new_user);
+    });
+    assert!(server.terminate(Duration::from_secs(10)).success());
+    assert!(
+        !server
+            .log()
+            .iter()
+            .any(|l| l.contains("Applying migration")),
+        "start-up skipped migrations"
+    );
+}
