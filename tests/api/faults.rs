@@ -291,3 +291,23 @@ async fn redis_killed_and_restarted_during_traffic_loses_no_session() {
         .expect("the pending code survived too");
     drop(redis);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_service_started_while_redis_is_down_serves_once_it_answers() {
+    let proxy = Proxy::start("127.0.0.1:6379").await;
+    proxy.cut();
+    let (_keys, prefix) = Scratch::redis();
+    let url = format!("redis://{}/", proxy.addr);
+    let app = TestApp::spawn_with(|c| {
+        fast_checks(c);
+        c.redis_url = Some(url.clone());
+        c.redis.key_prefix = prefix.clone();
+    })
+    .await;
+    health_becomes(&app, ServingStatus::NotServing).await;
+    fails_fast(app.request_otp(PHONE)).await;
+
+    proxy.restore();
+    health_becomes(&app, ServingStatus::Serving).await;
+    app.sign_in(PHONE).await;
+}
