@@ -118,11 +118,20 @@ impl App {
         let db_timeout = Duration::from_millis(config.database.timeout_ms);
         let conn = db::connect_lazy(&url, db_timeout).await?;
         let mut migrations_pending = false;
-        if config.database.run_migrations
-            && let Err(e) = db::migrate(&conn).await
-        {
-            tracing::warn!(error = %e, "database not reachable at start-up; migrations will run when it answers, health NOT_SERVING until then");
-            migrations_pending = true;
+        if config.database.run_migrations {
+            let migrated = tokio::time::timeout(Duration::from_secs(30), db::migrate(&conn)).await;
+            match migrated {
+                Ok(Ok(())) => {}
+                // The database answers, so this is a real migration error: refuse to start.
+                Ok(Err(e)) if conn.ping().await.is_ok() => return Err(e.into()),
+                Ok(Err(_)) | Err(_) => {
+                    tracing::warn!(
+                        database = %redact_url(&url),
+                        "database not reachable at start-up; migrations will run when it answers, health NOT_SERVING until then"
+                    );
+                    migrations_pending = true;
+                }
+            }
         }
 
         let listener = TcpListener::bind(config.listen_addr)

@@ -17,6 +17,8 @@ use tonic_health::server::HealthReporter;
 use crate::app::SERVICE_NAME;
 use crate::store::redis::RedisConn;
 
+const MIGRATION_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// What must answer for the service to be ready.
 #[derive(Clone)]
 pub struct Readiness {
@@ -58,9 +60,12 @@ impl Readiness {
         }
         let mut pending = self.migrations_pending.lock().await;
         if *pending {
-            crate::db::migrate(&self.db)
-                .await
-                .map_err(|e| format!("migrations: {e}"))?;
+            // Bounded like every other step, so a half-up database cannot stall the checks.
+            match tokio::time::timeout(MIGRATION_TIMEOUT, crate::db::migrate(&self.db)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(format!("migrations: {e}")),
+                Err(_) => return Err("migrations: no answer within 30 s".into()),
+            }
             tracing::info!("migrations applied");
             *pending = false;
         }

@@ -58,9 +58,20 @@ fn options(url: &str, timeout: Duration, lazy: bool) -> ConnectOptions {
     opts
 }
 
-/// Applies every pending migration.
+/// Applies every pending migration. On PostgreSQL it runs in one transaction holding an
+/// advisory lock, so replicas starting together migrate one at a time (the others wait, then
+/// find nothing pending) and a failed migration leaves nothing half-applied.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbError> {
-    Ok(Migrator::up(db, None).await?)
+    use sea_orm::{ConnectionTrait, DbBackend, TransactionTrait};
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Ok(Migrator::up(db, None).await?);
+    }
+    let txn = db.begin().await?;
+    txn.execute_unprepared("SELECT pg_advisory_xact_lock(7254190321)")
+        .await?;
+    Migrator::up(&txn, None).await?;
+    txn.commit().await?;
+    Ok(())
 }
 
 /// Where users are found and created.

@@ -107,7 +107,7 @@ pub async fn send_code(
             ("sms_global", "sms-global".to_owned(), l.sms_global),
         ] {
             if let Err(refused) = limit(deps, name, &k, rule, now).await {
-                undo_all(deps, &reserved, now).await?;
+                undo_all(deps, &reserved, now).await;
                 return Err(refused);
             }
             reserved.push((k, rule));
@@ -121,12 +121,21 @@ pub async fn send_code(
         expires_at: now + policy.otp_ttl_ms,
     };
     let id = stored.id;
-    if let Issue::Cooldown { until } = deps
+    let issued = deps
         .otps
         .issue(&key, stored, now + policy.resend_cooldown_ms, now)
-        .await?
-    {
-        undo_all(deps, &reserved, now).await?;
+        .await;
+    let issued = match issued {
+        Ok(issued) => issued,
+        Err(e) => {
+            // The store may have applied it before failing to answer: undo both ways.
+            let _ = deps.otps.withdraw(&key, id).await;
+            undo_all(deps, &reserved, now).await;
+            return Err(e.into());
+        }
+    };
+    if let Issue::Cooldown { until } = issued {
+        undo_all(deps, &reserved, now).await;
         return Err(OtpError::Cooldown {
             retry_after_secs: secs_until(now, until),
         });
@@ -192,11 +201,11 @@ pub async fn verify_code(
         .await?
     {
         Attempt::NoCode => {
-            undo_all(deps, &wrong_guess, now).await?;
+            undo_all(deps, &wrong_guess, now).await;
             return Err(OtpError::WrongOrExpired);
         }
         Attempt::LockedOut => {
-            undo_all(deps, &wrong_guess, now).await?;
+            undo_all(deps, &wrong_guess, now).await;
             return Err(OtpError::AttemptsExhausted);
         }
         Attempt::Judge { otp, attempt } => (otp, attempt),
@@ -213,10 +222,16 @@ pub async fn verify_code(
         tracing::info!(attempt, "wrong code");
         return Err(OtpError::WrongOrExpired);
     }
-    undo_all(deps, &wrong_guess, now).await?;
+    undo_all(deps, &wrong_guess, now).await;
     // Of two right guesses at once, only the one that consumes the code signs in.
-    if !deps.otps.consume(&key, otp.id).await? {
-        return Err(OtpError::WrongOrExpired);
+    match deps.otps.consume(&key, otp.id).await {
+        Ok(true) => {}
+        Ok(false) => return Err(OtpError::WrongOrExpired),
+        Err(e) => {
+            // It may have been consumed before the store failed to answer: put it back.
+            let _ = deps.otps.reinstate(&key, otp, attempt, now).await;
+            return Err(e.into());
+        }
     }
 
     let at = Utc
@@ -246,12 +261,14 @@ pub async fn verify_code(
     })
 }
 
-/// Gives back rate-limit slots taken at `now` by this call.
-async fn undo_all(deps: &Deps, taken: &[(String, LimitRule)], now: Millis) -> Result<(), OtpError> {
+/// Gives back rate-limit slots taken at `now` by this call. Best effort: a failure is logged
+/// and never replaces the answer the caller is about to get.
+async fn undo_all(deps: &Deps, taken: &[(String, LimitRule)], now: Millis) {
     for (k, rule) in taken {
-        deps.limits.undo(k, *rule, now).await?;
+        if let Err(e) = deps.limits.undo(k, *rule, now).await {
+            tracing::warn!(error = %e, "could not give back a rate-limit slot");
+        }
     }
-    Ok(())
 }
 
 fn wrong_key(key: &PhoneKey) -> String {

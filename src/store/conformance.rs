@@ -66,6 +66,24 @@ async fn reinstate_puts_a_consumed_code_back_unless_replaced<S: OtpStore>(s: &S,
     assert!(
         matches!(s.begin_attempt(&key, 5, now).await.unwrap(), Attempt::Judge { otp, .. } if otp.id == 2)
     );
+    // Nor over a newer code that was itself used meanwhile.
+    let key = fresh_key();
+    s.issue(&key, otp(5, now + 600_000), now, now)
+        .await
+        .unwrap();
+    assert!(s.consume(&key, 5).await.unwrap());
+    s.issue(&key, otp(6, now + 600_000), now, now)
+        .await
+        .unwrap();
+    assert!(s.consume(&key, 6).await.unwrap());
+    s.reinstate(&key, otp(5, now + 600_000), 1, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.begin_attempt(&key, 5, now).await.unwrap(),
+        Attempt::NoCode,
+        "code 5 stays dead"
+    );
     // An expired code is not put back.
     let key = fresh_key();
     s.reinstate(&key, otp(3, now + 10), 1, now + 10)

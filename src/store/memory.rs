@@ -30,6 +30,8 @@ fn poisoned<T>(_: T) -> StoreError {
 #[derive(Debug, Default)]
 struct OtpEntry {
     code: Option<(StoredOtp, u32)>,
+    /// The id of the code `consume` took last (what `reinstate` may put back).
+    gone: Option<u64>,
     cooldown_until: Millis,
     locked_until: Millis,
 }
@@ -75,6 +77,7 @@ impl OtpStore for MemoryOtpStore {
             });
         }
         entry.code = Some((otp, 0));
+        entry.gone = None;
         entry.cooldown_until = cooldown_until;
         entry.locked_until = 0;
         Ok(Issue::Issued)
@@ -132,6 +135,7 @@ impl OtpStore for MemoryOtpStore {
         };
         if entry.code.as_ref().is_some_and(|(c, _)| c.id == id) {
             entry.code = None;
+            entry.gone = Some(id);
             return Ok(true);
         }
         Ok(false)
@@ -174,7 +178,13 @@ impl OtpStore for MemoryOtpStore {
     ) -> Result<(), StoreError> {
         let mut guard = self.inner.lock().map_err(poisoned)?;
         let entry = guard.0.entry(phone.clone()).or_default();
-        if entry.code.is_none() && entry.locked_until <= now && otp.expires_at > now {
+        // Only the code consumed last, and only if nothing was issued since.
+        if entry.gone == Some(otp.id)
+            && entry.code.is_none()
+            && entry.locked_until <= now
+            && otp.expires_at > now
+        {
+            entry.gone = None;
             entry.code = Some((otp, used));
         }
         Ok(())

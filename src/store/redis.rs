@@ -10,13 +10,15 @@
 //!
 //! | key | type | holds | TTL |
 //! | --- | --- | --- | --- |
-//! | `P otp:{K}` | hash | `id h exp used cd lock` for phone key K (HMAC of the number) | max(code expiry, cooldown, lock-out) |
+//! | `P otp:{K}` | hash | `id h exp used cd lock gone` for phone key K (HMAC of the number) | max(code expiry, cooldown, lock-out) |
 //! | `P rl:{name}` | sorted set | one member per event, scored by its time | the window |
 //! | `P sess:{S}` | hash | `u p rh prev c exp abs`; `p` is the number AES-256-GCM encrypted | sliding expiry |
 //! | `P user:{U}` | set | the user's session ids (for `all_sessions`) | the longest absolute expiry |
 //!
 //! Errors of the connection (down, timeout) become `StoreError::Unavailable`.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -43,18 +45,38 @@ fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(format!("redis: {what}"))
 }
 
-/// One Redis server (through a reconnecting manager) or a cluster.
+/// One Redis server (through a reconnecting manager) or a cluster, with a hard deadline on
+/// every call. Cheap to clone.
 #[derive(Clone)]
-pub enum RedisConn {
+pub struct RedisConn(Arc<Inner>);
+
+struct Inner {
+    kind: Kind,
+    timeout: Duration,
+    timeouts_in_a_row: AtomicU32,
+}
+
+#[allow(clippy::large_enum_variant)] // one per process, behind an Arc
+enum Kind {
+    Single {
+        client: redis::Client,
+        config: ConnectionManagerConfig,
+        manager: RwLock<ConnectionManager>,
+    },
+    Cluster(ClusterConnection),
+}
+
+/// A connection for one call.
+enum Handle {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
 }
 
-impl ConnectionLike for RedisConn {
+impl ConnectionLike for Handle {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            RedisConn::Single(c) => c.req_packed_command(cmd),
-            RedisConn::Cluster(c) => c.req_packed_command(cmd),
+            Handle::Single(c) => c.req_packed_command(cmd),
+            Handle::Cluster(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -65,22 +87,27 @@ impl ConnectionLike for RedisConn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            RedisConn::Single(c) => c.req_packed_commands(p, offset, count),
-            RedisConn::Cluster(c) => c.req_packed_commands(p, offset, count),
+            Handle::Single(c) => c.req_packed_commands(p, offset, count),
+            Handle::Cluster(c) => c.req_packed_commands(p, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
-            RedisConn::Single(c) => c.get_db(),
-            RedisConn::Cluster(c) => c.get_db(),
+            Handle::Single(c) => c.get_db(),
+            Handle::Cluster(c) => c.get_db(),
         }
     }
 }
 
+/// After this many timeouts in a row the single-server connection is replaced: a host that
+/// vanished without closing the socket would otherwise keep every call timing out until the
+/// kernel gives up on the socket (many minutes).
+const TIMEOUTS_BEFORE_RECONNECT: u32 = 3;
+
 impl RedisConn {
     /// Connects lazily to one server: the service starts even while Redis is down, and every
-    /// call fails fast (`timeout`) until it answers. A comma-separated URL list, or
+    /// call fails within `timeout` until it answers. A comma-separated URL list, or
     /// `cluster = true`, means a cluster (which must answer at start).
     pub async fn connect(url: &str, cluster: bool, timeout: Duration) -> Result<Self, StoreError> {
         let urls: Vec<&str> = url
@@ -88,26 +115,93 @@ impl RedisConn {
             .map(str::trim)
             .filter(|u| !u.is_empty())
             .collect();
-        if cluster || urls.len() > 1 {
+        let kind = if cluster || urls.len() > 1 {
+            // No retries: a script resent after a dropped connection could apply twice (a
+            // rotation seen as its own reuse). A failed call is UNAVAILABLE; the client retries.
             let client = redis::cluster::ClusterClientBuilder::new(urls)
                 .connection_timeout(timeout)
                 .response_timeout(timeout)
-                .retries(2)
+                .retries(0)
                 .build()
                 .map_err(unavailable)?;
-            return Ok(RedisConn::Cluster(
-                client.get_async_connection().await.map_err(unavailable)?,
-            ));
+            Kind::Cluster(client.get_async_connection().await.map_err(unavailable)?)
+        } else {
+            let client = redis::Client::open(url).map_err(unavailable)?;
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(timeout))
+                .set_response_timeout(Some(timeout))
+                .set_number_of_retries(1)
+                .set_max_delay(Duration::from_millis(200));
+            let manager = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
+                .map_err(unavailable)?;
+            Kind::Single {
+                client,
+                config,
+                manager: RwLock::new(manager),
+            }
+        };
+        Ok(Self(Arc::new(Inner {
+            kind,
+            timeout,
+            timeouts_in_a_row: AtomicU32::new(0),
+        })))
+    }
+
+    fn handle(&self) -> Handle {
+        match &self.0.kind {
+            Kind::Single { manager, .. } => {
+                Handle::Single(manager.read().unwrap_or_else(|p| p.into_inner()).clone())
+            }
+            Kind::Cluster(c) => Handle::Cluster(c.clone()),
         }
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(200));
-        Ok(RedisConn::Single(
-            ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?,
-        ))
+    }
+
+    /// Runs one call under the deadline, counting timeouts.
+    async fn run<T, F>(&self, call: impl FnOnce(Handle) -> F) -> Result<T, StoreError>
+    where
+        F: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        match tokio::time::timeout(self.0.timeout, call(self.handle())).await {
+            Ok(Ok(v)) => {
+                self.0.timeouts_in_a_row.store(0, Ordering::Relaxed);
+                Ok(v)
+            }
+            Ok(Err(e)) => {
+                if e.is_timeout() {
+                    self.note_timeout();
+                }
+                Err(unavailable(e))
+            }
+            Err(_) => {
+                self.note_timeout();
+                Err(StoreError::Unavailable(format!(
+                    "redis: no answer within {} ms",
+                    self.0.timeout.as_millis()
+                )))
+            }
+        }
+    }
+
+    fn note_timeout(&self) {
+        let n = self.0.timeouts_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+        if n < TIMEOUTS_BEFORE_RECONNECT {
+            return;
+        }
+        if let Kind::Single {
+            client,
+            config,
+            manager,
+        } = &self.0.kind
+            && let Ok(fresh) =
+                ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
+        {
+            *manager.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+            self.0.timeouts_in_a_row.store(0, Ordering::Relaxed);
+            tracing::warn!(
+                timeouts = n,
+                "redis keeps timing out; opening a new connection"
+            );
+        }
     }
 
     async fn eval<T: redis::FromRedisValue>(
@@ -120,15 +214,23 @@ impl RedisConn {
         for a in args {
             inv.arg(*a);
         }
-        inv.invoke_async(&mut self.clone())
+        self.run(|mut h| async move { inv.invoke_async(&mut h).await })
             .await
-            .map_err(unavailable)
     }
 
     async fn cmd<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
-        cmd.query_async(&mut self.clone())
+        self.run(|mut h| async move { cmd.query_async(&mut h).await })
             .await
-            .map_err(unavailable)
+    }
+
+    async fn pipeline<T: redis::FromRedisValue>(&self, pipe: &Pipeline) -> Result<T, StoreError> {
+        self.run(|mut h| async move { pipe.query_async(&mut h).await })
+            .await
+    }
+
+    /// Whether this connection talks to a cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.0.kind, Kind::Cluster(_))
     }
 
     /// `PING`, for health checks.
@@ -172,6 +274,7 @@ return {1, f[1], f[2], f[3], used}
 const OTP_CONSUME: &str = r#"
 if redis.call('HGET', KEYS[1], 'id') == ARGV[1] then
   redis.call('HDEL', KEYS[1], 'id', 'h', 'exp', 'used')
+  redis.call('HSET', KEYS[1], 'gone', ARGV[1])
   return 1
 end
 return 0
@@ -195,8 +298,10 @@ return 1
 
 const OTP_REINSTATE: &str = r#"
 local now = tonumber(ARGV[5])
-local f = redis.call('HMGET', KEYS[1], 'id', 'lock')
+local f = redis.call('HMGET', KEYS[1], 'id', 'lock', 'gone')
 if f[1] or (f[2] and tonumber(f[2]) > now) or tonumber(ARGV[3]) <= now then return 0 end
+if f[3] ~= ARGV[1] then return 0 end
+redis.call('HDEL', KEYS[1], 'gone')
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'h', ARGV[2], 'exp', ARGV[3], 'used', ARGV[4])
 local want = tonumber(ARGV[3]) - now
 if redis.call('PTTL', KEYS[1]) < want then redis.call('PEXPIRE', KEYS[1], want) end
@@ -522,11 +627,20 @@ impl FieldCipher {
     }
 }
 
+/// Adds a session to its user's index; the index TTL only ever grows.
+const INDEX_ADD: &str = r#"
+redis.call('SADD', KEYS[1], ARGV[1])
+local want = tonumber(ARGV[2])
+if redis.call('PTTL', KEYS[1]) < want then redis.call('PEXPIRE', KEYS[1], want) end
+return 1
+"#;
+
 pub struct RedisSessionStore {
     conn: RedisConn,
     prefix: String,
     cipher: FieldCipher,
     rotate: Script,
+    index_add: Script,
 }
 
 impl RedisSessionStore {
@@ -536,6 +650,7 @@ impl RedisSessionStore {
             prefix: prefix.to_owned(),
             cipher,
             rotate: Script::new(SESS_ROTATE),
+            index_add: Script::new(INDEX_ADD),
         }
     }
 
@@ -597,21 +712,17 @@ impl SessionStore for RedisSessionStore {
         // Index first: a crash between the two leaves an index entry to nothing (harmless),
         // never a session that `all_sessions` cannot find.
         let ukey = self.user_key(s.user_id);
-        let mut index = redis::pipe();
-        index
-            .cmd("SADD")
-            .arg(&ukey)
-            .arg(s.id.simple().to_string())
-            .ignore()
-            // Every session has the same absolute lifetime, so the newest lives longest.
-            .cmd("PEXPIRE")
-            .arg(&ukey)
-            .arg((s.absolute_expires_at - now).max(1))
-            .ignore();
-        index
-            .query_async::<()>(&mut self.conn.clone())
-            .await
-            .map_err(unavailable)?;
+        let _: i64 = self
+            .conn
+            .eval(
+                &self.index_add,
+                &ukey,
+                &[
+                    s.id.simple().to_string().as_bytes(),
+                    &num((s.absolute_expires_at - now).max(1)),
+                ],
+            )
+            .await?;
         let key = self.key(s.id);
         let mut create = redis::pipe();
         create
@@ -637,10 +748,7 @@ impl SessionStore for RedisSessionStore {
             .arg(&key)
             .arg((s.expires_at - now).max(1))
             .ignore();
-        create
-            .query_async::<()>(&mut self.conn.clone())
-            .await
-            .map_err(unavailable)
+        self.conn.pipeline::<()>(&create).await
     }
 
     async fn get(&self, id: Uuid, now: Millis) -> Result<Option<SessionRecord>, StoreError> {
@@ -712,7 +820,13 @@ impl SessionStore for RedisSessionStore {
             let n: i64 = self.conn.cmd(redis::cmd("DEL").arg(self.key(sid))).await?;
             ended += n as usize;
         }
-        let _: i64 = self.conn.cmd(redis::cmd("DEL").arg(&ukey)).await?;
+        // Remove only what was read: a session a replica adds meanwhile stays findable.
+        if !ids.is_empty() {
+            let _: i64 = self
+                .conn
+                .cmd(redis::cmd("SREM").arg(&ukey).arg(&ids))
+                .await?;
+        }
         Ok(ended)
     }
 }
@@ -881,7 +995,7 @@ mod tests {
         let c = RedisConn::connect(&cluster.urls(), true, Duration::from_secs(2))
             .await
             .expect("connect to the cluster");
-        assert!(matches!(c, RedisConn::Cluster(_)));
+        assert!(c.is_cluster());
         c.ping().await.expect("cluster PING");
         let p = format!("test:{}:", Uuid::new_v4().simple());
         let cipher = || FieldCipher::new([7; 32]);

@@ -14,12 +14,16 @@ use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::helpers::*;
 
-/// Forwards loopback connections to `target` until cut: then every open connection is dropped
-/// and new ones are closed at once, as if the server had died.
+/// Forwards loopback connections to `target` until cut (every open connection is dropped and
+/// new ones are closed at once, as if the server had died) or stalled (connections stay open
+/// but nothing more is forwarded, as if the host vanished without a word).
 struct Proxy {
     addr: SocketAddr,
     down: Arc<AtomicBool>,
+    stalled: Arc<AtomicBool>,
+    stall_now: Arc<tokio::sync::Notify>,
     links: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    held: Arc<Mutex<Vec<TcpStream>>>,
     accept: JoinHandle<()>,
 }
 
@@ -28,18 +32,38 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let down = Arc::new(AtomicBool::new(false));
+        let stalled = Arc::new(AtomicBool::new(false));
+        let stall_now = Arc::new(tokio::sync::Notify::new());
         let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let held: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
         let target = target.to_owned();
-        let (d, l) = (down.clone(), links.clone());
+        let (d, st, sn, l, h) = (
+            down.clone(),
+            stalled.clone(),
+            stall_now.clone(),
+            links.clone(),
+            held.clone(),
+        );
         let accept = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 if d.load(Ordering::SeqCst) {
                     continue; // dropped: the client sees the connection closed
                 }
-                let target = target.clone();
+                if st.load(Ordering::SeqCst) {
+                    h.lock().unwrap().push(inbound); // accepted, never answered
+                    continue;
+                }
+                let (target, sn, h) = (target.clone(), sn.clone(), h.clone());
                 l.lock().unwrap().push(tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    let Ok(mut outbound) = TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    let stalled = tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => false,
+                        () = sn.notified() => true,
+                    };
+                    if stalled {
+                        h.lock().unwrap().extend([inbound, outbound]);
                     }
                 }));
             }
@@ -47,7 +71,10 @@ impl Proxy {
         Proxy {
             addr,
             down,
+            stalled,
+            stall_now,
             links,
+            held,
             accept,
         }
     }
@@ -59,14 +86,22 @@ impl Proxy {
         }
     }
 
+    fn stall(&self) {
+        self.stalled.store(true, Ordering::SeqCst);
+        self.stall_now.notify_waiters();
+    }
+
+    /// New connections forward again (stalled ones stay dead, as after a real partition).
     fn restore(&self) {
         self.down.store(false, Ordering::SeqCst);
+        self.stalled.store(false, Ordering::SeqCst);
     }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.cut();
+        self.held.lock().unwrap().clear();
         self.accept.abort();
     }
 }
@@ -225,14 +260,16 @@ async fn redis_killed_and_restarted_during_traffic_loses_no_session() {
 
     // Traffic all along: ValidateSession as fast as one client goes.
     let stop = Arc::new(AtomicBool::new(false));
+    let first_answer = Arc::new(tokio::sync::Notify::new());
     let traffic = {
         let (mut client, token, stop) = (
             app.client.clone(),
             before.access_token.clone(),
             stop.clone(),
         );
+        let first_answer = first_answer.clone();
         tokio::spawn(async move {
-            let mut seen = Vec::new();
+            let mut seen: Vec<(Code, Duration)> = Vec::new();
             while !stop.load(Ordering::SeqCst) {
                 let started = Instant::now();
                 let code = match client
@@ -245,10 +282,14 @@ async fn redis_killed_and_restarted_during_traffic_loses_no_session() {
                     Err(s) => s.code(),
                 };
                 seen.push((code, started.elapsed()));
+                if seen.len() == 1 {
+                    first_answer.notify_one();
+                }
             }
             seen
         })
     };
+    first_answer.notified().await; // traffic is flowing before the crash
 
     redis = tokio::task::spawn_blocking(move || {
         redis.stop();
@@ -310,4 +351,30 @@ async fn a_service_started_while_redis_is_down_serves_once_it_answers() {
     proxy.restore();
     health_becomes(&app, ServingStatus::Serving).await;
     app.sign_in(PHONE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_that_stops_answering_times_out_fast_and_is_reconnected() {
+    let proxy = Proxy::start("127.0.0.1:6379").await;
+    let (_keys, prefix) = Scratch::redis();
+    let url = format!("redis://{}/", proxy.addr);
+    let app = TestApp::spawn_with(|c| {
+        fast_checks(c);
+        c.redis_url = Some(url.clone());
+        c.redis.key_prefix = prefix.clone();
+    })
+    .await;
+    let before = app.sign_in(PHONE).await;
+    health_becomes(&app, ServingStatus::Serving).await;
+
+    proxy.stall();
+    fails_fast(app.validate(&before.access_token)).await;
+    fails_fast(app.request_otp("9123456789")).await;
+    health_becomes(&app, ServingStatus::NotServing).await;
+
+    proxy.restore();
+    health_becomes(&app, ServingStatus::Serving).await;
+    app.validate(&before.access_token)
+        .await
+        .expect("a new connection, the same session");
 }

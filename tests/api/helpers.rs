@@ -118,6 +118,8 @@ pub struct TestApp {
     pub client: AuthServiceClient<Channel>,
     pub clock: Arc<ManualClock>,
     pub deps: Deps,
+    /// The Redis key prefix of this app, when it runs on Redis.
+    pub redis_prefix: Option<String>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -154,6 +156,10 @@ impl TestApp {
         }
         adjust(&mut cfg);
         cfg.validate().expect("test config is valid");
+        let redis_prefix = cfg
+            .redis_url
+            .is_some()
+            .then(|| cfg.redis.key_prefix.clone());
         let clock = Arc::new(ManualClock::new());
         let app = App::build_with(
             cfg,
@@ -180,6 +186,7 @@ impl TestApp {
             client,
             clock,
             deps,
+            redis_prefix,
             shutdown: Some(tx),
             server: Some(server),
             _dir: dir,

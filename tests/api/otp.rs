@@ -224,3 +224,29 @@ async fn codes_for_one_number_do_not_work_for_another() {
         .await
         .expect("its own number");
 }
+
+#[tokio::test]
+async fn the_production_backend_really_keeps_state_in_redis() {
+    let app = TestApp::spawn().await;
+    app.sign_in(PHONE).await;
+    let Some(prefix) = app.redis_prefix.clone() else {
+        assert!(
+            !production_backend(),
+            "AROGYA_TEST_BACKEND=production must put apps on Redis"
+        );
+        return; // the embedded default: nothing to look at in Redis
+    };
+    let client = redis::Client::open(REDIS_URL).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    for kind in ["otp:", "sess:", "user:"] {
+        assert!(
+            keys.iter().any(|k| k.contains(kind)),
+            "no {kind} key under {prefix}: {keys:?}"
+        );
+    }
+}

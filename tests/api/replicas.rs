@@ -143,3 +143,20 @@ async fn twenty_parallel_refreshes_over_two_replicas_exactly_one_wins() {
     .await;
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_starting_together_on_an_empty_database_migrate_once_and_serve() {
+    let (_db, url) = Scratch::postgres().await;
+    let setup = |c: &mut arogya_auth::config::Config| c.database_url = Some(url.clone());
+    let (a, b, c) = tokio::join!(
+        TestApp::spawn_with(setup),
+        TestApp::spawn_with(setup),
+        TestApp::spawn_with(setup)
+    );
+    for app in [&a, &b, &c] {
+        let sent = app.request_otp(PHONE).await.unwrap();
+        app.verify_otp(PHONE, &sent.dev_otp)
+            .await
+            .expect("schema in place");
+    }
+}
