@@ -24,7 +24,8 @@ use crate::otp::OtpHasher;
 use crate::proto::auth_service_server::AuthServiceServer;
 use crate::readiness::Readiness;
 use crate::session::KeyRing;
-use crate::sms::{LogSms, SmsSender};
+use crate::sms::delivery::{Delivery, Provider};
+use crate::sms::{LogSms, MessageTemplate, SmsSender, msg91, twilio};
 use crate::store::memory::{MemoryOtpStore, MemoryRateLimiter, MemorySessionStore};
 use crate::store::redis::{
     FieldCipher, RedisConn, RedisOtpStore, RedisRateLimiter, RedisSessionStore,
@@ -75,15 +76,12 @@ impl App {
     /// they control).
     pub async fn build_with(config: Config, overrides: Overrides) -> Result<Self, AppError> {
         let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        let sms: Arc<dyn SmsSender> = match (overrides.sms, config.sms.provider) {
-            (Some(sms), _) => sms,
-            (None, SmsProviderKind::Log) => Arc::new(LogSms),
-            (None, other) => {
-                return Err(AppError::Config(format!(
-                    "AROGYA_SMS__PROVIDER={other:?} is not available in this build yet (issue 5); use `log`"
-                )));
-            }
+        let sms: Arc<dyn SmsSender> = match overrides.sms {
+            Some(sms) => sms,
+            None => sms_sender(&config)?,
         };
+        let message =
+            MessageTemplate::new(&config.sms).map_err(|e| AppError::Config(e.to_string()))?;
         let keys = match &config.jwt.private_key_file {
             Some(path) => KeyRing::from_pem_file(path, &config.jwt.issuer, &config.jwt.audience)?,
             None => KeyRing::generate(&config.jwt.issuer, &config.jwt.audience)?,
@@ -93,7 +91,7 @@ impl App {
             None => OtpHasher::generated(),
         };
 
-        let policy = Policy::from_config(&config, sms.as_ref());
+        let policy = Policy::from_config(&config, sms.as_ref(), message);
         let database = match &config.database_url {
             Some(u) => redact_url(u),
             None => format!("sqlite file {}", config.database.sqlite_path.display()),
@@ -289,6 +287,89 @@ impl App {
         watcher_stop.notify_one();
         let _ = watcher.await;
         tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// The configured provider (and fallback) behind the delivery rules, or the log provider.
+fn sms_sender(config: &Config) -> Result<Arc<dyn SmsSender>, AppError> {
+    let sms = &config.sms;
+    if sms.provider == SmsProviderKind::Log {
+        return Ok(Arc::new(LogSms));
+    }
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_millis(sms.timeout_ms))
+        .build()
+        .map_err(|e| AppError::Config(format!("http client: {e}")))?;
+    let provider = |kind: SmsProviderKind| -> Result<Arc<dyn Provider>, AppError> {
+        let need = |v: &Option<String>, key: &str| {
+            v.clone().ok_or_else(|| {
+                AppError::Config(format!("{} is required", crate::config::env_name(key)))
+            })
+        };
+        Ok(match kind {
+            SmsProviderKind::Twilio => {
+                let t = &sms.twilio;
+                let sender = match (&t.from, &t.messaging_service_sid) {
+                    (Some(from), _) if !from.is_empty() => twilio::Sender::From(from.clone()),
+                    _ => twilio::Sender::MessagingService(need(
+                        &t.messaging_service_sid,
+                        "sms.twilio.messaging_service_sid",
+                    )?),
+                };
+                let token = t.auth_token.clone().ok_or_else(|| {
+                    AppError::Config("AROGYA_SMS__TWILIO__AUTH_TOKEN is required".into())
+                })?;
+                Arc::new(twilio::Twilio::new(
+                    http.clone(),
+                    &t.base_url,
+                    &need(&t.account_sid, "sms.twilio.account_sid")?,
+                    token,
+                    sender,
+                ))
+            }
+            SmsProviderKind::Msg91 => {
+                let m = &sms.msg91;
+                let key = m.auth_key.clone().ok_or_else(|| {
+                    AppError::Config("AROGYA_SMS__MSG91__AUTH_KEY is required".into())
+                })?;
+                let sender = m.sender.clone().or_else(|| sms.dlt.sender.clone());
+                Arc::new(msg91::Msg91::new(
+                    http.clone(),
+                    &m.base_url,
+                    key,
+                    &need(&m.template_id, "sms.msg91.template_id")?,
+                    sender,
+                ))
+            }
+            SmsProviderKind::Log => Arc::new(LogProvider),
+        })
+    };
+    let mut chain = vec![provider(sms.provider)?];
+    if let Some(f) = sms.fallback {
+        chain.push(provider(f)?);
+    }
+    Ok(Arc::new(Delivery::new(
+        chain,
+        Duration::from_millis(sms.timeout_ms),
+        sms.retries,
+        Duration::from_millis(sms.backoff_ms),
+    )))
+}
+
+/// Validation keeps `log` out of a real chain; this exists only to make the match total.
+struct LogProvider;
+
+#[async_trait::async_trait]
+impl Provider for LogProvider {
+    fn name(&self) -> &'static str {
+        "log"
+    }
+    async fn attempt(
+        &self,
+        _: &crate::phone::PhoneNumber,
+        _: &crate::sms::SmsMessage,
+    ) -> Result<(), crate::sms::delivery::Failure> {
         Ok(())
     }
 }

@@ -131,9 +131,76 @@ pub struct RateLimitConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmsConfig {
+    /// `AROGYA_SMS__PROVIDER`: `log`, `twilio` or `msg91`.
     pub provider: SmsProviderKind,
-    /// Name shown in the message.
+    /// `AROGYA_SMS__FALLBACK`: a second real provider, tried when the first one fails.
+    pub fallback: Option<SmsProviderKind>,
+    /// Name shown in the message (`{app}`).
     pub app_name: String,
+    /// The message, with `{code}`, `{app}` and `{minutes}`.
+    pub template: String,
+    /// Adds the WebOTP line `@host #code` (the web app's host, no scheme).
+    pub webotp_host: Option<String>,
+    /// Adds the Android SMS Retriever 11-character app hash at the end.
+    pub android_app_hash: Option<String>,
+    /// Longest message, in SMS parts.
+    pub max_segments: u32,
+    /// Per provider call.
+    pub timeout_ms: u64,
+    /// Retries per provider after a timeout, 429 or 5xx.
+    pub retries: u32,
+    /// First backoff; it doubles on each retry.
+    pub backoff_ms: u64,
+    pub twilio: TwilioConfig,
+    pub msg91: Msg91Config,
+    pub dlt: DltConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioConfig {
+    #[serde(default, deserialize_with = "opt_text")]
+    pub account_sid: Option<String>,
+    #[serde(skip_serializing)]
+    pub auth_token: Option<SecretString>,
+    /// Sender number (E.164) — or `messaging_service_sid`, not both.
+    #[serde(default, deserialize_with = "opt_text")]
+    pub from: Option<String>,
+    #[serde(default, deserialize_with = "opt_text")]
+    pub messaging_service_sid: Option<String>,
+    pub base_url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Msg91Config {
+    #[serde(skip_serializing)]
+    pub auth_key: Option<SecretString>,
+    /// MSG91's id of the flow/template (mapped to the DLT template in MSG91's panel).
+    #[serde(default, deserialize_with = "opt_text")]
+    pub template_id: Option<String>,
+    /// DLT sender header (6 characters), when the template does not fix it.
+    #[serde(default, deserialize_with = "opt_text")]
+    pub sender: Option<String>,
+    pub base_url: String,
+}
+
+/// India's DLT registration of the message (TRAI): operators drop any SMS whose text does not
+/// match its registered template.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DltConfig {
+    /// The registered template text, with `{#var#}` slots.
+    pub template: Option<String>,
+    /// The template's DLT id (19 digits).
+    #[serde(default, deserialize_with = "opt_text")]
+    pub template_id: Option<String>,
+    /// The principal entity's DLT id.
+    #[serde(default, deserialize_with = "opt_text")]
+    pub entity_id: Option<String>,
+    /// The registered sender header (6 characters).
+    #[serde(default, deserialize_with = "opt_text")]
+    pub sender: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -228,7 +295,25 @@ impl Default for Config {
             },
             sms: SmsConfig {
                 provider: SmsProviderKind::Log,
+                fallback: None,
                 app_name: "Arogya Vault".into(),
+                template: "{code} is your {app} sign-in code. It expires in {minutes} min. Never share it with anyone."
+                    .into(),
+                webotp_host: None,
+                android_app_hash: None,
+                max_segments: 1,
+                timeout_ms: 5000,
+                retries: 2,
+                backoff_ms: 200,
+                twilio: TwilioConfig {
+                    base_url: "https://api.twilio.com".into(),
+                    ..TwilioConfig::default()
+                },
+                msg91: Msg91Config {
+                    base_url: "https://control.msg91.com".into(),
+                    ..Msg91Config::default()
+                },
+                dlt: DltConfig::default(),
             },
             cors: CorsConfig {
                 allowed_origins: vec!["http://localhost:5173".into()],
@@ -447,12 +532,133 @@ impl Config {
                 "must be between 1024 and 16777216",
             );
         }
+        self.validate_sms()?;
         if self.is_production() {
             let problems = self.production_problems();
             if !problems.is_empty() {
                 return Err(ConfigError::Unsafe(problems));
             }
         }
+        Ok(())
+    }
+
+    /// Each real provider in use has its credentials; DLT fields are set for India; the
+    /// message renders within the limits and matches the registered template.
+    fn validate_sms(&self) -> Result<(), ConfigError> {
+        let sms = &self.sms;
+        let missing = |key: &str, why: &str| {
+            Err(ConfigError::Invalid(format!(
+                "{} ({key}) is required: {why}",
+                env_name(key)
+            )))
+        };
+        let empty = |v: &Option<String>| v.as_deref().is_none_or(str::is_empty);
+        let empty_secret = |v: &Option<SecretString>| {
+            use secrecy::ExposeSecret;
+            v.as_ref().is_none_or(|s| s.expose_secret().is_empty())
+        };
+        let mut real = vec![sms.provider];
+        if let Some(f) = sms.fallback {
+            if f == SmsProviderKind::Log {
+                return Err(ConfigError::Invalid(
+                    "AROGYA_SMS__FALLBACK (sms.fallback): must be twilio or msg91".into(),
+                ));
+            }
+            if f == sms.provider {
+                return Err(ConfigError::Invalid(
+                    "AROGYA_SMS__FALLBACK (sms.fallback): must differ from AROGYA_SMS__PROVIDER"
+                        .into(),
+                ));
+            }
+            if sms.provider == SmsProviderKind::Log {
+                return Err(ConfigError::Invalid(
+                    "AROGYA_SMS__FALLBACK (sms.fallback): a fallback needs a real AROGYA_SMS__PROVIDER".into(),
+                ));
+            }
+            real.push(f);
+        }
+        real.retain(|p| *p != SmsProviderKind::Log);
+        for p in &real {
+            match p {
+                SmsProviderKind::Twilio => {
+                    let t = &sms.twilio;
+                    if empty(&t.account_sid) {
+                        return missing("sms.twilio.account_sid", "the Twilio Account SID (AC…)");
+                    }
+                    if empty_secret(&t.auth_token) {
+                        return missing("sms.twilio.auth_token", "the Twilio Auth Token");
+                    }
+                    if empty(&t.from) == empty(&t.messaging_service_sid) {
+                        return Err(ConfigError::Invalid(
+                            "set exactly one of AROGYA_SMS__TWILIO__FROM and AROGYA_SMS__TWILIO__MESSAGING_SERVICE_SID".into(),
+                        ));
+                    }
+                }
+                SmsProviderKind::Msg91 => {
+                    if empty_secret(&sms.msg91.auth_key) {
+                        return missing("sms.msg91.auth_key", "the MSG91 auth key");
+                    }
+                    if empty(&sms.msg91.template_id) {
+                        return missing(
+                            "sms.msg91.template_id",
+                            "MSG91's id of the DLT-registered template",
+                        );
+                    }
+                }
+                SmsProviderKind::Log => {}
+            }
+        }
+        if !real.is_empty() {
+            for (key, v) in [
+                ("sms.dlt.template", &sms.dlt.template),
+                ("sms.dlt.template_id", &sms.dlt.template_id),
+                ("sms.dlt.entity_id", &sms.dlt.entity_id),
+                ("sms.dlt.sender", &sms.dlt.sender),
+            ] {
+                if empty(v) {
+                    return missing(
+                        key,
+                        "India's DLT rules drop SMS sent without a registered template and sender",
+                    );
+                }
+            }
+        }
+        if let Some(h) = sms.android_app_hash.as_deref().filter(|h| !h.is_empty())
+            && (h.len() != 11
+                || !h
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/'))
+        {
+            return Err(ConfigError::Invalid(
+                "AROGYA_SMS__ANDROID_APP_HASH (sms.android_app_hash): must be the 11-character app hash".into(),
+            ));
+        }
+        if let Some(h) = sms.webotp_host.as_deref().filter(|h| !h.is_empty())
+            && (h.contains("://") || h.contains('/') || h.contains(' '))
+        {
+            return Err(ConfigError::Invalid(
+                "AROGYA_SMS__WEBOTP_HOST (sms.webotp_host): a host name like vault.example.in, no scheme or path".into(),
+            ));
+        }
+        if !(1..=10).contains(&sms.max_segments)
+            || sms.timeout_ms == 0
+            || sms.timeout_ms > 60_000
+            || sms.retries > 5
+        {
+            return Err(ConfigError::Invalid(
+                "AROGYA_SMS__MAX_SEGMENTS must be 1-10, AROGYA_SMS__TIMEOUT_MS 1-60000, AROGYA_SMS__RETRIES 0-5".into(),
+            ));
+        }
+        if !sms.template.contains("{code}") {
+            return Err(ConfigError::Invalid(
+                "AROGYA_SMS__TEMPLATE (sms.template): must contain {code}".into(),
+            ));
+        }
+        crate::sms::MessageTemplate::new(sms).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "AROGYA_SMS__TEMPLATE (sms.template) / AROGYA_SMS__DLT__TEMPLATE: {e}"
+            ))
+        })?;
         Ok(())
     }
 
@@ -534,6 +740,24 @@ fn describe(err: figment::Error) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// An optional text setting that may look like a number in the environment (ids such as
+/// `1107161234567890123`, senders such as `+15005550006`): taken as the text it was.
+fn opt_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Unsigned(u64),
+        Signed(i64),
+    }
+    Ok(match Option::<Raw>::deserialize(d)? {
+        None => None,
+        Some(Raw::Text(s)) => Some(s),
+        Some(Raw::Unsigned(n)) => Some(n.to_string()),
+        Some(Raw::Signed(n)) => Some(format!("{n:+}")),
+    })
 }
 
 /// Accepts `"a, b"` (environment) or `["a", "b"]` (TOML) for list settings.

@@ -128,7 +128,7 @@ fn production_refuses_every_embedded_default_by_name() {
 fn production_names_only_what_is_still_missing() {
     Jail::expect_with(|j| {
         j.set_env("AROGYA_ENV", "production");
-        j.set_env("AROGYA_SMS__PROVIDER", "twilio");
+        twilio_with_dlt(j);
         j.set_env("AROGYA_OTP__SECRET", "0123456789abcdef0123456789abcdef");
         j.set_env("AROGYA_CORS__ALLOWED_ORIGINS", "https://vault.example.in");
         j.set_env("REDIS_URL", "redis://127.0.0.1/");
@@ -204,6 +204,132 @@ fn a_short_otp_secret_is_refused() {
             err.contains("AROGYA_OTP__SECRET") && !err.contains("short\""),
             "{err}"
         );
+        Ok(())
+    });
+}
+
+/// A complete Twilio + DLT setup that renders the default message.
+fn twilio_with_dlt(j: &mut Jail) {
+    j.set_env("AROGYA_SMS__PROVIDER", "twilio");
+    j.set_env(
+        "AROGYA_SMS__TWILIO__ACCOUNT_SID",
+        "AC00000000000000000000000000000000",
+    );
+    j.set_env("AROGYA_SMS__TWILIO__AUTH_TOKEN", "secret-token-value");
+    j.set_env("AROGYA_SMS__TWILIO__FROM", "+15005550006");
+    j.set_env(
+        "AROGYA_SMS__DLT__TEMPLATE",
+        "{#var#} is your {#var#} sign-in code. It expires in {#var#} min. Never share it with anyone.",
+    );
+    j.set_env("AROGYA_SMS__DLT__TEMPLATE_ID", "1107161234567890123");
+    j.set_env("AROGYA_SMS__DLT__ENTITY_ID", "1101161234567890123");
+    j.set_env("AROGYA_SMS__DLT__SENDER", "AROGYA");
+}
+
+#[test]
+fn a_real_provider_needs_each_credential_by_name() {
+    for (unset, name) in [
+        (
+            "AROGYA_SMS__TWILIO__ACCOUNT_SID",
+            "AROGYA_SMS__TWILIO__ACCOUNT_SID",
+        ),
+        (
+            "AROGYA_SMS__TWILIO__AUTH_TOKEN",
+            "AROGYA_SMS__TWILIO__AUTH_TOKEN",
+        ),
+        (
+            "AROGYA_SMS__DLT__TEMPLATE_ID",
+            "AROGYA_SMS__DLT__TEMPLATE_ID",
+        ),
+        ("AROGYA_SMS__DLT__ENTITY_ID", "AROGYA_SMS__DLT__ENTITY_ID"),
+        ("AROGYA_SMS__DLT__SENDER", "AROGYA_SMS__DLT__SENDER"),
+    ] {
+        Jail::expect_with(|j| {
+            twilio_with_dlt(j);
+            j.set_env(unset, "");
+            let err = load().expect_err("must refuse").to_string();
+            assert!(err.contains(name), "{unset}: {err}");
+            assert!(!err.contains("secret-token-value"), "{err}");
+            Ok(())
+        });
+    }
+    Jail::expect_with(|j| {
+        twilio_with_dlt(j);
+        load().expect("complete");
+        j.set_env(
+            "AROGYA_SMS__TWILIO__MESSAGING_SERVICE_SID",
+            "MG00000000000000000000000000000000",
+        );
+        let err = load().expect_err("both senders").to_string();
+        assert!(err.contains("exactly one"), "{err}");
+        Ok(())
+    });
+    Jail::expect_with(|j| {
+        j.set_env("AROGYA_SMS__PROVIDER", "msg91");
+        let err = load().expect_err("must refuse").to_string();
+        assert!(err.contains("AROGYA_SMS__MSG91__AUTH_KEY"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_message_that_does_not_match_the_dlt_template_is_refused_at_start_up() {
+    Jail::expect_with(|j| {
+        twilio_with_dlt(j);
+        j.set_env(
+            "AROGYA_SMS__TEMPLATE",
+            "{code} is your {app} login code. It expires in {minutes} min.",
+        );
+        let err = load().expect_err("mismatch").to_string();
+        assert!(
+            err.contains("does not match AROGYA_SMS__DLT__TEMPLATE"),
+            "{err}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn autofill_lines_must_be_in_the_registered_template_and_fit_one_sms() {
+    Jail::expect_with(|j| {
+        twilio_with_dlt(j);
+        j.set_env("AROGYA_SMS__WEBOTP_HOST", "vault.example.in");
+        let err = load()
+            .expect_err("the WebOTP line is not registered")
+            .to_string();
+        assert!(err.contains("DLT"), "{err}");
+        j.set_env(
+            "AROGYA_SMS__DLT__TEMPLATE",
+            "{#var#} is your {#var#} sign-in code. It expires in {#var#} min. Never share it with anyone.\n\n@{#var#} #{#var#} {#var#}",
+        );
+        j.set_env("AROGYA_SMS__ANDROID_APP_HASH", "FA+9qCX9VSu");
+        load().expect("registered with the autofill line");
+        j.set_env("AROGYA_SMS__APP_NAME", "A".repeat(30));
+        j.set_env("AROGYA_SMS__WEBOTP_HOST", format!("{}.in", "v".repeat(27)));
+        let err = load().expect_err("too long").to_string();
+        assert!(err.contains("SMS parts"), "{err}");
+        j.set_env("AROGYA_SMS__ANDROID_APP_HASH", "short");
+        let err = load().expect_err("bad hash").to_string();
+        assert!(err.contains("AROGYA_SMS__ANDROID_APP_HASH"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_fallback_must_be_a_second_real_provider() {
+    Jail::expect_with(|j| {
+        j.set_env("AROGYA_SMS__FALLBACK", "twilio");
+        let err = load().expect_err("log primary").to_string();
+        assert!(err.contains("AROGYA_SMS__FALLBACK"), "{err}");
+        twilio_with_dlt(j);
+        let err = load().expect_err("same provider").to_string();
+        assert!(err.contains("must differ"), "{err}");
+        j.set_env("AROGYA_SMS__FALLBACK", "msg91");
+        let err = load().expect_err("msg91 credentials").to_string();
+        assert!(err.contains("AROGYA_SMS__MSG91__AUTH_KEY"), "{err}");
+        j.set_env("AROGYA_SMS__MSG91__AUTH_KEY", "k");
+        j.set_env("AROGYA_SMS__MSG91__TEMPLATE_ID", "6512a0c1d6fc05");
+        load().expect("twilio then msg91");
         Ok(())
     });
 }

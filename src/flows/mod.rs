@@ -42,11 +42,16 @@ pub struct Policy {
     pub session_absolute_ms: Millis,
     /// Hand the code back as `dev_otp`: only with a dev-only SMS provider outside production.
     pub reveal_dev_otp: bool,
-    pub app_name: String,
+    /// The SMS text, checked against DLT at start-up.
+    pub message: crate::sms::MessageTemplate,
 }
 
 impl Policy {
-    pub fn from_config(cfg: &Config, sms: &dyn SmsSender) -> Self {
+    pub fn from_config(
+        cfg: &Config,
+        sms: &dyn SmsSender,
+        message: crate::sms::MessageTemplate,
+    ) -> Self {
         Self {
             otp_ttl_ms: Millis::from(cfg.otp.ttl_seconds) * 1000,
             max_attempts: cfg.otp.max_attempts,
@@ -56,7 +61,7 @@ impl Policy {
             session_ttl_ms: (cfg.session.ttl_seconds as Millis).saturating_mul(1000),
             session_absolute_ms: (cfg.session.absolute_ttl_seconds as Millis).saturating_mul(1000),
             reveal_dev_otp: sms.is_dev_only() && !cfg.is_production(),
-            app_name: cfg.sms.app_name.clone(),
+            message,
         }
     }
 }
@@ -90,6 +95,10 @@ mod tests {
 
     struct RealProvider;
 
+    fn msg(cfg: &Config) -> crate::sms::MessageTemplate {
+        crate::sms::MessageTemplate::new(&cfg.sms).unwrap()
+    }
+
     #[async_trait::async_trait]
     impl SmsSender for RealProvider {
         fn name(&self) -> &'static str {
@@ -98,7 +107,7 @@ mod tests {
         fn is_dev_only(&self) -> bool {
             false
         }
-        async fn send(&self, _: &PhoneNumber, _: &str) -> Result<(), SmsError> {
+        async fn send(&self, _: &PhoneNumber, _: &crate::sms::SmsMessage) -> Result<(), SmsError> {
             Ok(())
         }
     }
@@ -120,18 +129,26 @@ mod tests {
     #[test]
     fn dev_otp_only_with_the_log_provider_outside_production() {
         let mut cfg = Config::default();
-        assert!(Policy::from_config(&cfg, &LogSms).reveal_dev_otp);
-        assert!(!Policy::from_config(&cfg, &RealProvider).reveal_dev_otp);
+        assert!(Policy::from_config(&cfg, &LogSms, msg(&cfg)).reveal_dev_otp);
+        assert!(!Policy::from_config(&cfg, &RealProvider, msg(&cfg)).reveal_dev_otp);
         cfg.env = Environment::Production;
-        assert!(!Policy::from_config(&cfg, &LogSms).reveal_dev_otp);
-        assert!(!Policy::from_config(&cfg, &RealProvider).reveal_dev_otp);
+        assert!(!Policy::from_config(&cfg, &LogSms, msg(&cfg)).reveal_dev_otp);
+        assert!(!Policy::from_config(&cfg, &RealProvider, msg(&cfg)).reveal_dev_otp);
     }
 
     #[test]
     fn turning_rate_limits_off_removes_them_from_the_policy() {
         let mut cfg = Config::default();
-        assert!(Policy::from_config(&cfg, &LogSms).limits.is_some());
+        assert!(
+            Policy::from_config(&cfg, &LogSms, msg(&cfg))
+                .limits
+                .is_some()
+        );
         cfg.rate_limit.enabled = false;
-        assert!(Policy::from_config(&cfg, &LogSms).limits.is_none());
+        assert!(
+            Policy::from_config(&cfg, &LogSms, msg(&cfg))
+                .limits
+                .is_none()
+        );
     }
 }

@@ -13,7 +13,6 @@ use crate::config::LimitRule;
 use crate::db::user;
 use crate::otp::{OtpCode, OtpError, PhoneKey};
 use crate::phone::PhoneNumber;
-use crate::sms::otp_message;
 use crate::store::{Attempt, Decision, Issue, StoredOtp};
 
 /// What the caller learns after a code is sent.
@@ -141,12 +140,12 @@ pub async fn send_code(
         });
     }
 
-    let text = otp_message(
-        &policy.app_name,
-        code.expose(),
-        (policy.otp_ttl_ms / 60_000).max(1) as u32,
-    );
-    if let Err(err) = deps.sms.send(&phone, &text).await {
+    let minutes = (policy.otp_ttl_ms / 60_000).max(1) as u32;
+    let sent = match policy.message.render(code.expose(), minutes) {
+        Ok(message) => deps.sms.send(&phone, &message).await,
+        Err(e) => Err(e), // never send a text DLT would drop
+    };
+    if let Err(err) = sent {
         tracing::warn!(provider = deps.sms.name(), error = %err, "sms not sent; code withdrawn and cooldown refunded");
         deps.otps.withdraw(&key, id).await?;
         return Err(OtpError::SmsUnavailable);

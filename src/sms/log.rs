@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::{SmsError, SmsSender};
+use super::{SmsError, SmsMessage, SmsSender};
 use crate::phone::PhoneNumber;
 
 #[derive(Debug, Default)]
@@ -19,8 +19,12 @@ impl SmsSender for LogSms {
         true
     }
 
-    async fn send(&self, to: &PhoneNumber, text: &str) -> Result<(), SmsError> {
-        tracing::info!(to = %to.masked(), chars = text.chars().count(), "sms (log provider): message not sent; the code is in dev_otp");
+    async fn send(&self, to: &PhoneNumber, message: &SmsMessage) -> Result<(), SmsError> {
+        tracing::info!(
+            to = %to.masked(),
+            chars = message.text.chars().count(),
+            "sms (log provider): message not sent; the code is in dev_otp"
+        );
         Ok(())
     }
 }

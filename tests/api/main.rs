@@ -14,6 +14,7 @@ mod grpc_web;
 mod otp;
 mod postgres;
 mod process;
+mod providers;
 mod rate_limits;
 mod replicas;
 mod server;

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use arogya_auth::phone::PhoneNumber;
-use arogya_auth::sms::{SmsError, SmsSender};
+use arogya_auth::sms::{SmsError, SmsMessage, SmsSender};
 use tokio::sync::{Notify, Semaphore};
 use tokio_stream::StreamExt;
 use tonic::Code;
@@ -43,11 +43,11 @@ impl SmsSender for TestSms {
     fn is_dev_only(&self) -> bool {
         true
     }
-    async fn send(&self, to: &PhoneNumber, text: &str) -> Result<(), SmsError> {
+    async fn send(&self, to: &PhoneNumber, message: &SmsMessage) -> Result<(), SmsError> {
         self.sent
             .lock()
             .unwrap()
-            .push((to.as_e164().to_owned(), text.to_owned()));
+            .push((to.as_e164().to_owned(), message.text.clone()));
         self.entered.notify_one();
         if self.gated.load(Ordering::SeqCst) {
             self.gate.acquire().await.unwrap().forget();
