@@ -146,6 +146,19 @@ async fn fails_fast<T: std::fmt::Debug>(
     );
 }
 
+/// An app whose Redis is reached through `proxy`, with its own key prefix.
+async fn behind_proxy(proxy: &Proxy) -> (TestApp, Scratch) {
+    let (keys, prefix) = Scratch::redis();
+    let url = format!("redis://{}/", proxy.addr);
+    let app = TestApp::spawn_with(|c| {
+        fast_checks(c);
+        c.redis_url = Some(url.clone());
+        c.redis.key_prefix = prefix.clone();
+    })
+    .await;
+    (app, keys)
+}
+
 fn fast_checks(c: &mut arogya_auth::config::Config) {
     c.server.health_interval_ms = 50;
     c.redis.timeout_ms = 300;
@@ -155,14 +168,7 @@ fn fast_checks(c: &mut arogya_auth::config::Config) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_down_during_traffic_is_unavailable_then_recovers_with_every_session() {
     let proxy = Proxy::start("127.0.0.1:6379").await;
-    let (_keys, prefix) = Scratch::redis();
-    let url = format!("redis://{}/", proxy.addr);
-    let app = TestApp::spawn_with(|c| {
-        fast_checks(c);
-        c.redis_url = Some(url.clone());
-        c.redis.key_prefix = prefix.clone();
-    })
-    .await;
+    let (app, _keys) = behind_proxy(&proxy).await;
     health_becomes(&app, ServingStatus::Serving).await;
     let before = app.sign_in(PHONE).await;
     let pending = app.request_otp("9123456789").await.unwrap();
@@ -337,14 +343,7 @@ async fn redis_killed_and_restarted_during_traffic_loses_no_session() {
 async fn a_service_started_while_redis_is_down_serves_once_it_answers() {
     let proxy = Proxy::start("127.0.0.1:6379").await;
     proxy.cut();
-    let (_keys, prefix) = Scratch::redis();
-    let url = format!("redis://{}/", proxy.addr);
-    let app = TestApp::spawn_with(|c| {
-        fast_checks(c);
-        c.redis_url = Some(url.clone());
-        c.redis.key_prefix = prefix.clone();
-    })
-    .await;
+    let (app, _keys) = behind_proxy(&proxy).await;
     health_becomes(&app, ServingStatus::NotServing).await;
     fails_fast(app.request_otp(PHONE)).await;
 
@@ -356,14 +355,7 @@ async fn a_service_started_while_redis_is_down_serves_once_it_answers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_redis_that_stops_answering_times_out_fast_and_is_reconnected() {
     let proxy = Proxy::start("127.0.0.1:6379").await;
-    let (_keys, prefix) = Scratch::redis();
-    let url = format!("redis://{}/", proxy.addr);
-    let app = TestApp::spawn_with(|c| {
-        fast_checks(c);
-        c.redis_url = Some(url.clone());
-        c.redis.key_prefix = prefix.clone();
-    })
-    .await;
+    let (app, _keys) = behind_proxy(&proxy).await;
     let before = app.sign_in(PHONE).await;
     health_becomes(&app, ServingStatus::Serving).await;
 

@@ -66,6 +66,20 @@ fn msg91(server: &MockServer) -> Arc<dyn Provider> {
     ))
 }
 
+/// The first `n` calls get `first`, every later one Twilio's 201.
+async fn first_then_created(server: &MockServer, first: ResponseTemplate, n: u64) {
+    Mock::given(method("POST"))
+        .respond_with(first)
+        .up_to_n_times(n)
+        .with_priority(1)
+        .mount(server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(twilio_created())
+        .mount(server)
+        .await;
+}
+
 fn delivery(chain: Vec<Arc<dyn Provider>>, retries: u32) -> Delivery {
     Delivery::new(
         chain,
@@ -222,16 +236,12 @@ async fn msg91_type_error_is_a_failure_even_with_http_200() {
 #[tokio::test]
 async fn a_timeout_is_retried_and_the_second_try_succeeds() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(twilio_created().set_delay(Duration::from_secs(2)))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(twilio_created())
-        .mount(&server)
-        .await;
+    first_then_created(
+        &server,
+        twilio_created().set_delay(Duration::from_secs(2)),
+        1,
+    )
+    .await;
     delivery(vec![twilio(&server)], 1)
         .send(&phone(), &message("123123"))
         .await
@@ -242,16 +252,7 @@ async fn a_timeout_is_retried_and_the_second_try_succeeds() {
 #[tokio::test]
 async fn a_429_is_retried_with_backoff_then_succeeds() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(twilio_error(429, 20429, "Too Many Requests"))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(twilio_created())
-        .mount(&server)
-        .await;
+    first_then_created(&server, twilio_error(429, 20429, "Too Many Requests"), 1).await;
     delivery(vec![twilio(&server)], 2)
         .send(&phone(), &message("123123"))
         .await
@@ -381,16 +382,7 @@ async fn a_sign_in_over_grpc_with_the_code_read_from_the_twilio_request() {
 #[tokio::test]
 async fn when_no_provider_accepts_the_person_can_try_again_at_once() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(503))
-        .up_to_n_times(2)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(twilio_created())
-        .mount(&server)
-        .await;
+    first_then_created(&server, ResponseTemplate::new(503), 2).await;
     let app = app_on_twilio(&server.uri()).await;
     let s = expect_code(app.request_otp(PHONE).await, Code::Unavailable);
     assert!(s.message().contains("could not be sent"), "{}", s.message());
