@@ -141,14 +141,28 @@ pub async fn send_code(
     }
 
     let minutes = (policy.otp_ttl_ms / 60_000).max(1) as u32;
-    let sent = match policy.message.render(code.expose(), minutes) {
-        Ok(message) => deps.sms.send(&phone, &message).await,
-        Err(e) => Err(e), // never send a text DLT would drop
+    // Delivery (with its retries and fallback) runs in its own task: if the caller's deadline
+    // fires first, the send still finishes, and a failed one still withdraws the code and
+    // refunds the cooldown.
+    let delivery = {
+        let (deps, phone, key, code) = (deps.clone(), phone.clone(), key.clone(), code.clone());
+        tokio::spawn(async move {
+            let sent = match deps.policy.message.render(code.expose(), minutes) {
+                Ok(message) => deps.sms.send(&phone, &message).await,
+                Err(e) => Err(e), // never send a text DLT would drop
+            };
+            if let Err(err) = &sent {
+                tracing::warn!(provider = deps.sms.name(), error = %err, "sms not sent; code withdrawn and cooldown refunded");
+                deps.otps.withdraw(&key, id).await?;
+            }
+            Ok::<_, OtpError>(sent.is_ok())
+        })
     };
-    if let Err(err) = sent {
-        tracing::warn!(provider = deps.sms.name(), error = %err, "sms not sent; code withdrawn and cooldown refunded");
-        deps.otps.withdraw(&key, id).await?;
-        return Err(OtpError::SmsUnavailable);
+    match delivery.await {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) => return Err(OtpError::SmsUnavailable),
+        Ok(Err(e)) => return Err(e),
+        Err(_) => return Err(OtpError::SmsUnavailable), // the task panicked
     }
     tracing::info!(provider = deps.sms.name(), "code sent");
     Ok(Sent {

@@ -48,11 +48,13 @@ impl SmsSender for TestSms {
             .lock()
             .unwrap()
             .push((to.as_e164().to_owned(), message.text.clone()));
+        // Whether this send fails is decided when it starts, whatever happens while it waits.
+        let fails = self.failing.load(Ordering::SeqCst);
         self.entered.notify_one();
         if self.gated.load(Ordering::SeqCst) {
             self.gate.acquire().await.unwrap().forget();
         }
-        if self.failing.load(Ordering::SeqCst) {
+        if fails {
             return Err(SmsError::Failed {
                 provider: "test",
                 reason: "provider said no".into(),
@@ -147,4 +149,47 @@ async fn a_call_in_flight_finishes_during_graceful_shutdown() {
         .await
         .expect("then it stops")
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_send_outliving_the_callers_deadline_still_cleans_up_after_itself() {
+    let sms = Arc::new(TestSms::default());
+    sms.gated.store(true, Ordering::SeqCst);
+    sms.failing.store(true, Ordering::SeqCst);
+    let app = spawn(&sms).await;
+    let mut req = tonic::Request::new(arogya_auth::proto::RequestOtpRequest {
+        phone_number: PHONE.into(),
+    });
+    req.set_timeout(std::time::Duration::from_millis(200));
+    let gone = app.client.clone().request_otp(req).await.unwrap_err();
+    assert!(
+        matches!(gone.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{gone:?}"
+    );
+
+    // The provider finally fails; the detached delivery withdraws the code and the cooldown.
+    sms.gated.store(false, Ordering::SeqCst);
+    sms.gate.add_permits(1);
+    sms.failing.store(false, Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match app.request_otp(PHONE).await {
+            Ok(sent) => {
+                assert_eq!(sent.dev_otp.len(), 6);
+                break;
+            }
+            Err(s) => {
+                assert_eq!(
+                    s.code(),
+                    Code::ResourceExhausted,
+                    "only the cooldown may stand in the way: {s:?}"
+                );
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the cooldown was never refunded"
+                );
+                tokio::task::yield_now().await;
+            }
+        }
+    }
 }
