@@ -80,8 +80,8 @@ impl App {
             Some(sms) => sms,
             None => sms_sender(&config)?,
         };
-        let message =
-            MessageTemplate::new(&config.sms).map_err(|e| AppError::Config(e.to_string()))?;
+        let message = MessageTemplate::new(&config.sms, (config.otp.ttl_seconds / 60).max(1))
+            .map_err(|e| AppError::Config(e.to_string()))?;
         let keys = match &config.jwt.private_key_file {
             Some(path) => KeyRing::from_pem_file(path, &config.jwt.issuer, &config.jwt.audience)?,
             None => KeyRing::generate(&config.jwt.issuer, &config.jwt.audience)?,
@@ -297,7 +297,9 @@ fn sms_sender(config: &Config) -> Result<Arc<dyn SmsSender>, AppError> {
     if sms.provider == SmsProviderKind::Log {
         return Ok(Arc::new(LogSms));
     }
+    // No redirects: MSG91's authkey header would follow one to another host.
     let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_millis(sms.timeout_ms))
         .build()
         .map_err(|e| AppError::Config(format!("http client: {e}")))?;
@@ -340,6 +342,7 @@ fn sms_sender(config: &Config) -> Result<Arc<dyn SmsSender>, AppError> {
                     key,
                     &need(&m.template_id, "sms.msg91.template_id")?,
                     sender,
+                    m.vars.clone(),
                 ))
             }
             SmsProviderKind::Log => Arc::new(LogProvider),

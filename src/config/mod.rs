@@ -134,6 +134,7 @@ pub struct SmsConfig {
     /// `AROGYA_SMS__PROVIDER`: `log`, `twilio` or `msg91`.
     pub provider: SmsProviderKind,
     /// `AROGYA_SMS__FALLBACK`: a second real provider, tried when the first one fails.
+    #[serde(default, deserialize_with = "opt_provider")]
     pub fallback: Option<SmsProviderKind>,
     /// Name shown in the message (`{app}`).
     pub app_name: String,
@@ -164,7 +165,7 @@ pub struct TwilioConfig {
     #[serde(skip_serializing)]
     pub auth_token: Option<SecretString>,
     /// Sender number (E.164) — or `messaging_service_sid`, not both.
-    #[serde(default, deserialize_with = "opt_text")]
+    #[serde(default, deserialize_with = "opt_e164")]
     pub from: Option<String>,
     #[serde(default, deserialize_with = "opt_text")]
     pub messaging_service_sid: Option<String>,
@@ -182,6 +183,10 @@ pub struct Msg91Config {
     /// DLT sender header (6 characters), when the template does not fix it.
     #[serde(default, deserialize_with = "opt_text")]
     pub sender: Option<String>,
+    /// The MSG91 template's variable names, in the order of the DLT `{#var#}` slots
+    /// (`AROGYA_SMS__MSG91__VARS=otp,app,minutes`); empty means `var1`, `var2`, …
+    #[serde(default, deserialize_with = "comma_list", serialize_with = "ser_list")]
+    pub vars: Vec<String>,
     pub base_url: String,
 }
 
@@ -302,8 +307,8 @@ impl Default for Config {
                 webotp_host: None,
                 android_app_hash: None,
                 max_segments: 1,
-                timeout_ms: 5000,
-                retries: 2,
+                timeout_ms: 2000,
+                retries: 1,
                 backoff_ms: 200,
                 twilio: TwilioConfig {
                     base_url: "https://api.twilio.com".into(),
@@ -634,7 +639,9 @@ impl Config {
             ));
         }
         if let Some(h) = sms.webotp_host.as_deref().filter(|h| !h.is_empty())
-            && (h.contains("://") || h.contains('/') || h.contains(' '))
+            && !h
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
         {
             return Err(ConfigError::Invalid(
                 "AROGYA_SMS__WEBOTP_HOST (sms.webotp_host): a host name like vault.example.in, no scheme or path".into(),
@@ -644,9 +651,50 @@ impl Config {
             || sms.timeout_ms == 0
             || sms.timeout_ms > 60_000
             || sms.retries > 5
+            || sms.backoff_ms > 5_000
         {
             return Err(ConfigError::Invalid(
-                "AROGYA_SMS__MAX_SEGMENTS must be 1-10, AROGYA_SMS__TIMEOUT_MS 1-60000, AROGYA_SMS__RETRIES 0-5".into(),
+                "AROGYA_SMS__MAX_SEGMENTS must be 1-10, AROGYA_SMS__TIMEOUT_MS 1-60000, AROGYA_SMS__RETRIES 0-5, AROGYA_SMS__BACKOFF_MS 0-5000".into(),
+            ));
+        }
+        // The whole chain (every try of every provider, with backoff) must fit in one request,
+        // so the caller hears SMS_UNAVAILABLE rather than a deadline.
+        let per_provider = sms.timeout_ms * u64::from(sms.retries + 1)
+            + sms.backoff_ms * ((1u64 << sms.retries) - 1);
+        let budget = per_provider * real.len() as u64;
+        if budget >= self.server.request_timeout_seconds * 1000 {
+            return Err(ConfigError::Invalid(format!(
+                "SMS delivery can take {budget} ms (AROGYA_SMS__TIMEOUT_MS x (AROGYA_SMS__RETRIES+1) + backoff, per provider), \
+                 longer than AROGYA_SERVER__REQUEST_TIMEOUT_SECONDS allows; lower one or raise the other"
+            )));
+        }
+        for (key, url, used) in [
+            (
+                "sms.twilio.base_url",
+                &sms.twilio.base_url,
+                real.contains(&SmsProviderKind::Twilio),
+            ),
+            (
+                "sms.msg91.base_url",
+                &sms.msg91.base_url,
+                real.contains(&SmsProviderKind::Msg91),
+            ),
+        ] {
+            if used && !is_safe_base_url(url) {
+                return Err(ConfigError::Invalid(format!(
+                    "{} ({key}): must be an https:// URL (http:// only for localhost)",
+                    env_name(key)
+                )));
+            }
+        }
+        if let Some(from) = sms.twilio.from.as_deref().filter(|f| !f.is_empty())
+            && !(from.starts_with('+')
+                && (9..=16).contains(&from.len())
+                && from[1..].bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(ConfigError::Invalid(
+                "AROGYA_SMS__TWILIO__FROM (sms.twilio.from): an E.164 number like +15005550006"
+                    .into(),
             ));
         }
         if !sms.template.contains("{code}") {
@@ -654,7 +702,8 @@ impl Config {
                 "AROGYA_SMS__TEMPLATE (sms.template): must contain {code}".into(),
             ));
         }
-        crate::sms::MessageTemplate::new(sms).map_err(|e| {
+        let minutes = (self.otp.ttl_seconds / 60).max(1);
+        crate::sms::MessageTemplate::new(sms, minutes).map_err(|e| {
             ConfigError::Invalid(format!(
                 "AROGYA_SMS__TEMPLATE (sms.template) / AROGYA_SMS__DLT__TEMPLATE: {e}"
             ))
@@ -740,6 +789,42 @@ fn describe(err: figment::Error) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// `https://…`, or `http://` to a loopback host (the local fake servers of tests).
+fn is_safe_base_url(url: &str) -> bool {
+    match reqwest::Url::parse(url) {
+        Ok(u) if u.scheme() == "https" => u.host().is_some(),
+        Ok(u) if u.scheme() == "http" => {
+            matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
+        }
+        _ => false,
+    }
+}
+
+/// An E.164 number in the environment reaches us as a number (`+15005550006` parses as one):
+/// give it its `+` back.
+fn opt_e164<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(opt_text(d)?.map(|s| {
+        if s.starts_with('+') || s.is_empty() {
+            s
+        } else {
+            format!("+{s}")
+        }
+    }))
+}
+
+/// `AROGYA_SMS__FALLBACK=""` means no fallback.
+fn opt_provider<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SmsProviderKind>, D::Error> {
+    match Option::<String>::deserialize(d)?.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some("log") => Ok(Some(SmsProviderKind::Log)),
+        Some("twilio") => Ok(Some(SmsProviderKind::Twilio)),
+        Some("msg91") => Ok(Some(SmsProviderKind::Msg91)),
+        Some(other) => Err(serde::de::Error::custom(format!(
+            "{other:?}: expected twilio or msg91"
+        ))),
+    }
 }
 
 /// An optional text setting that may look like a number in the environment (ids such as

@@ -255,7 +255,16 @@ fn a_real_provider_needs_each_credential_by_name() {
     }
     Jail::expect_with(|j| {
         twilio_with_dlt(j);
-        load().expect("complete");
+        let c = load().expect("complete");
+        assert_eq!(
+            c.sms.twilio.from.as_deref(),
+            Some("+15005550006"),
+            "the + survives the environment"
+        );
+        assert_eq!(
+            c.sms.dlt.template_id.as_deref(),
+            Some("1107161234567890123")
+        );
         j.set_env(
             "AROGYA_SMS__TWILIO__MESSAGING_SERVICE_SID",
             "MG00000000000000000000000000000000",
@@ -330,6 +339,60 @@ fn a_fallback_must_be_a_second_real_provider() {
         j.set_env("AROGYA_SMS__MSG91__AUTH_KEY", "k");
         j.set_env("AROGYA_SMS__MSG91__TEMPLATE_ID", "6512a0c1d6fc05");
         load().expect("twilio then msg91");
+        Ok(())
+    });
+}
+
+#[test]
+fn delivery_must_fit_in_one_request_and_base_urls_must_be_https() {
+    Jail::expect_with(|j| {
+        twilio_with_dlt(j);
+        j.set_env("AROGYA_SMS__TIMEOUT_MS", "5000");
+        j.set_env("AROGYA_SMS__RETRIES", "2");
+        let err = load()
+            .expect_err("15 s of delivery in a 10 s request")
+            .to_string();
+        assert!(
+            err.contains("AROGYA_SERVER__REQUEST_TIMEOUT_SECONDS"),
+            "{err}"
+        );
+        j.set_env("AROGYA_SERVER__REQUEST_TIMEOUT_SECONDS", "20");
+        load().expect("fits now");
+        j.set_env("AROGYA_SMS__TWILIO__BASE_URL", "http://api.twilio.com");
+        let err = load().expect_err("plain http").to_string();
+        assert!(err.contains("AROGYA_SMS__TWILIO__BASE_URL"), "{err}");
+        j.set_env("AROGYA_SMS__TWILIO__BASE_URL", "http://127.0.0.1:9999");
+        load().expect("loopback fakes are fine");
+        j.set_env("AROGYA_SMS__FALLBACK", "");
+        assert!(load().expect("empty means none").sms.fallback.is_none());
+        j.set_env("AROGYA_SMS__WEBOTP_HOST", "vault.example.in\n@evil");
+        let err = load().expect_err("newline in host").to_string();
+        assert!(err.contains("AROGYA_SMS__WEBOTP_HOST"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn the_start_up_check_renders_with_the_real_code_lifetime() {
+    Jail::expect_with(|j| {
+        twilio_with_dlt(j);
+        // Exactly 160 characters with "10 min"; "1440 min" makes two SMS parts.
+        let pad = "x".repeat(160 - "000000 is valid 10 min. App ".len());
+        j.set_env("AROGYA_SMS__APP_NAME", "App");
+        j.set_env(
+            "AROGYA_SMS__TEMPLATE",
+            format!("{{code}} is valid {{minutes}} min. {{app}} {pad}"),
+        );
+        j.set_env(
+            "AROGYA_SMS__DLT__TEMPLATE",
+            format!("{{#var#}} is valid {{#var#}} min. {{#var#}} {pad}"),
+        );
+        load().expect("fits with the default 10 minutes");
+        j.set_env("AROGYA_OTP__TTL_SECONDS", "86400");
+        let err = load()
+            .expect_err("1440 minutes do not fit one SMS")
+            .to_string();
+        assert!(err.contains("SMS parts"), "{err}");
         Ok(())
     });
 }

@@ -96,7 +96,7 @@ mod tests {
     struct RealProvider;
 
     fn msg(cfg: &Config) -> crate::sms::MessageTemplate {
-        crate::sms::MessageTemplate::new(&cfg.sms).unwrap()
+        crate::sms::MessageTemplate::new(&cfg.sms, 10).unwrap()
     }
 
     #[async_trait::async_trait]

@@ -162,7 +162,11 @@ pub async fn send_code(
         Ok(Ok(true)) => {}
         Ok(Ok(false)) => return Err(OtpError::SmsUnavailable),
         Ok(Err(e)) => return Err(e),
-        Err(_) => return Err(OtpError::SmsUnavailable), // the task panicked
+        Err(_) => {
+            // The delivery task panicked: it cannot have cleaned up, so do it here.
+            let _ = deps.otps.withdraw(&key, id).await;
+            return Err(OtpError::SmsUnavailable);
+        }
     }
     tracing::info!(provider = deps.sms.name(), "code sent");
     Ok(Sent {

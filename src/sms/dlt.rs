@@ -8,37 +8,55 @@ pub const MAX_VAR_CHARS: usize = 30;
 /// The slot values if `text` matches the registered `template`, else `None`.
 pub fn match_template(template: &str, text: &str) -> Option<Vec<String>> {
     let literals: Vec<&str> = template.split("{#var#}").collect();
-    let mut vars = Vec::new();
     let rest = text.strip_prefix(literals[0])?;
-    if fill(&literals[1..], rest, &mut vars) {
-        Some(vars)
-    } else {
-        None
-    }
+    let mut vars = Vec::new();
+    let mut failed = std::collections::HashSet::new();
+    fill(
+        &literals[1..],
+        text,
+        text.len() - rest.len(),
+        &mut vars,
+        &mut failed,
+    )
+    .then_some(vars)
 }
 
-/// Matches `text` against `var literal var literal …`, trying shorter slot values first.
-fn fill(literals: &[&str], text: &str, vars: &mut Vec<String>) -> bool {
+/// Matches `text[at..]` against `var literal var literal …`, trying shorter slot values first.
+/// `failed` remembers (slots left, offset) pairs that cannot match, so the search stays
+/// polynomial however many slots the template has.
+fn fill(
+    literals: &[&str],
+    text: &str,
+    at: usize,
+    vars: &mut Vec<String>,
+    failed: &mut std::collections::HashSet<(usize, usize)>,
+) -> bool {
     let Some((literal, later)) = literals.split_first() else {
-        return text.is_empty();
+        return at == text.len();
     };
-    let bounds: Vec<usize> = text
+    if failed.contains(&(literals.len(), at)) {
+        return false;
+    }
+    let rest = &text[at..];
+    // A slot stands for 1..=30 characters: never empty.
+    let ends: Vec<usize> = rest
         .char_indices()
         .map(|(i, _)| i)
         .skip(1)
-        .chain([text.len()])
+        .chain([rest.len()])
+        .filter(|&e| e > 0)
         .take(MAX_VAR_CHARS)
         .collect();
-    for end in bounds {
-        let (value, rest) = text.split_at(end);
-        if let Some(after) = rest.strip_prefix(literal) {
-            vars.push(value.to_owned());
-            if fill(later, after, vars) {
+    for end in ends {
+        if rest[end..].starts_with(literal) {
+            vars.push(rest[..end].to_owned());
+            if fill(later, text, at + end + literal.len(), vars, failed) {
                 return true;
             }
             vars.pop();
         }
     }
+    failed.insert((literals.len(), at));
     false
 }
 
@@ -118,6 +136,15 @@ mod tests {
     fn slot_values_may_contain_the_next_literal_start() {
         let v = match_template("code {#var#} ok", "code a ok b ok").unwrap();
         assert_eq!(v, vec!["a ok b"]);
+    }
+
+    #[test]
+    fn a_slot_is_never_empty_and_many_slots_stay_fast() {
+        assert!(match_template("code {#var#}", "code ").is_none());
+        let t = "{#var#}{#var#}{#var#}{#var#}{#var#}{#var#}{#var#}{#var#}!";
+        // Unmemoised backtracking would try ~30^8 splits here (hours); memoised it is instant.
+        assert!(match_template(t, &"x".repeat(150)).is_none());
+        assert!(match_template(t, &format!("{}!", "x".repeat(100))).is_some());
     }
 
     #[test]

@@ -82,7 +82,8 @@ pub struct MessageTemplate {
 impl MessageTemplate {
     /// Builds the template and checks a sample rendering, so a message that DLT would drop is
     /// refused at start-up rather than at the first sign-in.
-    pub fn new(cfg: &SmsConfig) -> Result<Self, SmsError> {
+    /// `minutes` is the code lifetime the real messages will name.
+    pub fn new(cfg: &SmsConfig, minutes: u32) -> Result<Self, SmsError> {
         let t = Self {
             template: cfg.template.clone(),
             app: cfg.app_name.clone(),
@@ -91,8 +92,8 @@ impl MessageTemplate {
             dlt: cfg.dlt.template.clone().filter(|t| !t.is_empty()),
             max_segments: cfg.max_segments,
         };
-        t.render("000000", 10)?;
-        t.render("999999", 10)?;
+        t.render("000000", minutes)?;
+        t.render("999999", minutes)?;
         Ok(t)
     }
 

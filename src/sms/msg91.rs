@@ -1,7 +1,8 @@
 //! MSG91 Flow API (India): `POST {base}/api/v5/flow` with the `authkey` header and a JSON body
 //! naming the DLT-registered template (`template_id`), the sender header, and one recipient:
-//! `mobiles` (country code and number, no `+`) plus the template's variables `var1`, `var2`, …
-//! in the order of its `{#var#}` slots. MSG91 answers `{"type":"success","message":"<id>"}`
+//! `mobiles` (country code and number, no `+`) plus the template's variables, named as in the
+//! MSG91 template (`AROGYA_SMS__MSG91__VARS`, default `var1`, `var2`, …) in the order of its
+//! `{#var#}` slots. MSG91 answers `{"type":"success","message":"<id>"}`
 //! or `{"type":"error","message":…}`.
 
 use async_trait::async_trait;
@@ -19,6 +20,8 @@ pub struct Msg91 {
     auth_key: SecretString,
     template_id: String,
     sender: Option<String>,
+    /// The template's variable names in slot order (`var1`, `var2`, … when not configured).
+    var_names: Vec<String>,
 }
 
 impl Msg91 {
@@ -28,8 +31,10 @@ impl Msg91 {
         auth_key: SecretString,
         template_id: &str,
         sender: Option<String>,
+        var_names: Vec<String>,
     ) -> Self {
         Self {
+            var_names,
             http,
             url: format!("{}/api/v5/flow", base_url.trim_end_matches('/')),
             auth_key,
@@ -52,7 +57,12 @@ impl Provider for Msg91 {
             to.as_e164().trim_start_matches('+').into(),
         );
         for (i, v) in message.vars.iter().enumerate() {
-            recipient.insert(format!("var{}", i + 1), v.as_str().into());
+            let name = self
+                .var_names
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("var{}", i + 1));
+            recipient.insert(name, v.as_str().into());
         }
         let mut body = serde_json::json!({
             "template_id": self.template_id,
@@ -84,7 +94,8 @@ impl Provider for Msg91 {
         let code = reply
             .as_ref()
             .and_then(|v| v.get("code"))
-            .map(|c| c.to_string().trim_matches('"').to_owned());
+            .map(|c| c.to_string().trim_matches('"').to_owned())
+            .filter(|c| (1..=6).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_digit()));
         let mut f = Failure::from_status(status, code);
         if (200..300).contains(&status) {
             f.reason = format!("{} with type {}", f.reason, kind.unwrap_or("missing"));
