@@ -8,6 +8,7 @@ mod helpers;
 mod testing;
 
 mod bad_input;
+mod bench;
 mod concurrency;
 mod faults;
 mod grpc_web;
