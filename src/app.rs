@@ -26,9 +26,11 @@ use crate::readiness::Readiness;
 use crate::session::KeyRing;
 use crate::sms::delivery::{Delivery, Provider};
 use crate::sms::{LogSms, MessageTemplate, SmsSender, msg91, twilio};
+use crate::store::cached::{CachedSessions, SessionCache};
 use crate::store::memory::{MemoryOtpStore, MemoryRateLimiter, MemorySessionStore};
 use crate::store::redis::{
-    FieldCipher, RedisConn, RedisOtpStore, RedisRateLimiter, RedisSessionStore,
+    FieldCipher, RedisConn, RedisOtpStore, RedisRateLimiter, RedisSessionStore, ended_channel,
+    follow_ended_sessions,
 };
 use crate::store::{OtpStore, RateLimiter, SessionStore};
 
@@ -400,10 +402,26 @@ async fn stores(config: &Config, hasher: &OtpHasher) -> Result<Stores, AppError>
         .map_err(|e| AppError::Config(format!("REDIS_URL: {e}")))?;
     let prefix = &config.redis.key_prefix;
     let cipher = FieldCipher::new(hasher.derive_key("session-phone-v1"));
+    let redis_sessions: Arc<dyn SessionStore> =
+        Arc::new(RedisSessionStore::new(conn.clone(), prefix, cipher));
+    // On a single Redis, a local cache of live sessions kept in step over pub/sub spares
+    // ValidateSession its round trip. (Not on a cluster: every call asks Redis.)
+    let sessions: Arc<dyn SessionStore> = match conn.client() {
+        Some(client) => {
+            let cache = SessionCache::new();
+            tokio::spawn(follow_ended_sessions(
+                client,
+                ended_channel(prefix),
+                cache.clone(),
+            ));
+            Arc::new(CachedSessions::new(redis_sessions, cache))
+        }
+        None => redis_sessions,
+    };
     Ok((
         Some(conn.clone()),
         Arc::new(RedisOtpStore::new(conn.clone(), prefix)),
-        Arc::new(RedisSessionStore::new(conn.clone(), prefix, cipher)),
+        sessions,
         Arc::new(RedisRateLimiter::new(conn, prefix)),
     ))
 }

@@ -19,6 +19,7 @@ use crate::clock::Millis;
 use crate::config::LimitRule;
 use crate::otp::{CodeHash, PhoneKey};
 
+pub mod cached;
 pub mod memory;
 pub mod redis;
 

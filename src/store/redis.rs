@@ -233,6 +233,14 @@ impl RedisConn {
         matches!(self.0.kind, Kind::Cluster(_))
     }
 
+    /// The client behind a single-server connection (for pub/sub), none for a cluster.
+    pub fn client(&self) -> Option<redis::Client> {
+        match &self.0.kind {
+            Kind::Single { client, .. } => Some(client.clone()),
+            Kind::Cluster(_) => None,
+        }
+    }
+
     /// `PING`, for health checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.cmd::<String>(&redis::cmd("PING")).await.map(|_| ())
@@ -566,6 +574,48 @@ impl RateLimiter for RedisRateLimiter {
 // ---------------------------------------------------------------------------------------------
 // Sessions
 
+/// The channel on which ended sessions are announced.
+pub fn ended_channel(prefix: &str) -> String {
+    format!("{prefix}session-ended")
+}
+
+/// Keeps `cache` in step with the sessions other replicas end: every id announced on the
+/// channel is evicted. While the subscription is down the cache is switched off (and emptied),
+/// so a missed announcement can never keep a revoked session alive.
+pub async fn follow_ended_sessions(
+    client: redis::Client,
+    channel: String,
+    cache: std::sync::Arc<super::cached::SessionCache>,
+) {
+    use tokio_stream::StreamExt;
+    loop {
+        match client.get_async_pubsub().await {
+            Ok(mut pubsub) => {
+                if pubsub.subscribe(&channel).await.is_ok() {
+                    cache.enable();
+                    let mut messages = pubsub.on_message();
+                    while let Some(msg) = messages.next().await {
+                        match msg
+                            .get_payload::<String>()
+                            .ok()
+                            .and_then(|s| Uuid::parse_str(&s).ok())
+                        {
+                            Some(id) => cache.evict(id),
+                            None => cache.disable(),
+                        }
+                    }
+                }
+                cache.disable();
+                tracing::warn!(
+                    "session-ended subscription lost; local session cache off until it is back"
+                );
+            }
+            Err(_) => cache.disable(),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 const SESS_ROTATE: &str = r#"
 local now = tonumber(ARGV[4])
 local f = redis.call('HMGET', KEYS[1], 'rh', 'prev', 'exp', 'abs', 'u')
@@ -584,6 +634,7 @@ end
 for i = 1, #prev, 32 do
   if string.sub(prev, i, i + 31) == ARGV[1] then
     redis.call('DEL', KEYS[1])
+    redis.call('PUBLISH', ARGV[6], ARGV[7])
     return {2, f[5]}
   end
 end
@@ -638,6 +689,8 @@ return 1
 pub struct RedisSessionStore {
     conn: RedisConn,
     prefix: String,
+    /// Pub/sub channel announcing ended sessions to every replica's local cache.
+    ended_channel: String,
     cipher: FieldCipher,
     rotate: Script,
     index_add: Script,
@@ -648,6 +701,7 @@ impl RedisSessionStore {
         Self {
             conn,
             prefix: prefix.to_owned(),
+            ended_channel: ended_channel(prefix),
             cipher,
             rotate: Script::new(SESS_ROTATE),
             index_add: Script::new(INDEX_ADD),
@@ -656,6 +710,18 @@ impl RedisSessionStore {
 
     fn key(&self, id: Uuid) -> String {
         format!("{}sess:{{{}}}", self.prefix, id.simple())
+    }
+
+    async fn announce_ended(&self, id: Uuid) -> Result<(), StoreError> {
+        let _: i64 = self
+            .conn
+            .cmd(
+                redis::cmd("PUBLISH")
+                    .arg(&self.ended_channel)
+                    .arg(id.simple().to_string()),
+            )
+            .await?;
+        Ok(())
     }
 
     fn user_key(&self, user: Uuid) -> String {
@@ -778,6 +844,8 @@ impl SessionStore for RedisSessionStore {
                     &num(new_expires_at),
                     &num(now),
                     &num(REMEMBERED_ROTATIONS),
+                    self.ended_channel.as_bytes(),
+                    id.simple().to_string().as_bytes(),
                 ],
             )
             .await?;
@@ -805,6 +873,7 @@ impl SessionStore for RedisSessionStore {
 
     async fn revoke(&self, id: Uuid) -> Result<bool, StoreError> {
         let n: i64 = self.conn.cmd(redis::cmd("DEL").arg(self.key(id))).await?;
+        self.announce_ended(id).await?;
         Ok(n == 1)
     }
 
@@ -818,6 +887,7 @@ impl SessionStore for RedisSessionStore {
                 continue;
             };
             let n: i64 = self.conn.cmd(redis::cmd("DEL").arg(self.key(sid))).await?;
+            self.announce_ended(sid).await?;
             ended += n as usize;
         }
         // Remove only what was read: a session a replica adds meanwhile stays findable.

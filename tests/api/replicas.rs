@@ -160,3 +160,32 @@ async fn replicas_starting_together_on_an_empty_database_migrate_once_and_serve(
             .expect("schema in place");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_logout_on_one_replica_is_refused_on_the_other_within_milliseconds() {
+    let pair = replicas(false).await;
+    let (a, b) = (&pair.a, &pair.b);
+    let signed = a.sign_in(PHONE).await;
+    // Warm b's local session cache: from here b answers without asking Redis.
+    for _ in 0..3 {
+        b.validate(&signed.access_token).await.unwrap();
+    }
+    a.logout(&signed.refresh_token, false).await.unwrap();
+    let ended = std::time::Instant::now();
+    let deadline = ended + std::time::Duration::from_secs(2);
+    loop {
+        match b.validate(&signed.access_token).await {
+            Err(s) => {
+                assert_eq!(s.code(), Code::Unauthenticated);
+                break;
+            }
+            Ok(_) => assert!(
+                std::time::Instant::now() < deadline,
+                "b still accepts the ended session"
+            ),
+        }
+    }
+    let took = ended.elapsed();
+    println!("refused on the other replica after {took:?}");
+    assert!(took < std::time::Duration::from_millis(500), "{took:?}");
+}
