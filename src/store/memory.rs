@@ -1,11 +1,12 @@
 //! In-memory stores: the embedded default. One process, nothing survives a restart.
 //!
-//! Each store is a map behind a `std::sync::Mutex`; every trait call takes the lock once and
+//! Each store is a map behind a `std::sync::Mutex` (sessions: an `RwLock`, as ValidateSession
+//! only reads); every trait call takes the lock once and
 //! never awaits while holding it, which makes each call atomic exactly as the Redis scripts are.
 //! Expired entries are swept every [`SWEEP_EVERY`] writes so memory stays bounded by live state.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use async_trait::async_trait;
 use subtle::ConstantTimeEq;
@@ -227,7 +228,8 @@ impl Sessions {
 
 #[derive(Debug, Default)]
 pub struct MemorySessionStore {
-    inner: Mutex<Sessions>,
+    /// Read-mostly (ValidateSession): readers share the lock.
+    inner: RwLock<Sessions>,
 }
 
 impl MemorySessionStore {
@@ -239,7 +241,7 @@ impl MemorySessionStore {
 #[async_trait]
 impl SessionStore for MemorySessionStore {
     async fn create(&self, session: SessionRecord) -> Result<(), StoreError> {
-        let mut s = self.inner.lock().map_err(poisoned)?;
+        let mut s = self.inner.write().map_err(poisoned)?;
         s.writes += 1;
         if s.writes.is_multiple_of(SWEEP_EVERY) {
             s.sweep(session.created_at);
@@ -253,7 +255,7 @@ impl SessionStore for MemorySessionStore {
     }
 
     async fn get(&self, id: Uuid, now: Millis) -> Result<Option<SessionRecord>, StoreError> {
-        let s = self.inner.lock().map_err(poisoned)?;
+        let s = self.inner.read().map_err(poisoned)?;
         Ok(s.by_id.get(&id).filter(|r| r.expires_at > now).cloned())
     }
 
@@ -265,7 +267,7 @@ impl SessionStore for MemorySessionStore {
         new_expires_at: Millis,
         now: Millis,
     ) -> Result<Rotation, StoreError> {
-        let mut s = self.inner.lock().map_err(poisoned)?;
+        let mut s = self.inner.write().map_err(poisoned)?;
         let Some(rec) = s.by_id.get_mut(&id) else {
             return Ok(Rotation::Invalid);
         };
@@ -295,12 +297,12 @@ impl SessionStore for MemorySessionStore {
     }
 
     async fn revoke(&self, id: Uuid) -> Result<bool, StoreError> {
-        let mut s = self.inner.lock().map_err(poisoned)?;
+        let mut s = self.inner.write().map_err(poisoned)?;
         Ok(s.remove(id).is_some())
     }
 
     async fn revoke_all(&self, user_id: Uuid) -> Result<usize, StoreError> {
-        let mut s = self.inner.lock().map_err(poisoned)?;
+        let mut s = self.inner.write().map_err(poisoned)?;
         let ids: Vec<Uuid> = s
             .by_user
             .get(&user_id)
