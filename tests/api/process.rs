@@ -82,6 +82,13 @@ fn migrate_creates_the_schema_and_is_idempotent() {
     });
 }
 
+/// A generated client connected to a running binary.
+async fn client(server: &Running) -> AuthServiceClient<tonic::transport::Channel> {
+    AuthServiceClient::connect(format!("http://{}", server.addr))
+        .await
+        .expect("connects")
+}
+
 struct Running {
     child: Option<Child>,
     addr: String,
@@ -202,9 +209,7 @@ fn sigterm_exits_zero_and_the_log_never_holds_a_code_a_token_or_a_full_number() 
     let mut server = start(dir.path(), &[]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (code, access, refresh) = rt.block_on(async {
-        let mut c = AuthServiceClient::connect(format!("http://{}", server.addr))
-            .await
-            .unwrap();
+        let mut c = client(&server).await;
         let sent = c
             .request_otp(RequestOtpRequest {
                 phone_number: "98765 43210".into(),
@@ -358,12 +363,8 @@ fn two_server_processes_on_one_redis_and_postgres_are_one_service() {
     let mut one = start(dir.path(), &env);
     let mut two = start(dir.path(), &env);
     rt.block_on(async {
-        let mut a = AuthServiceClient::connect(format!("http://{}", one.addr))
-            .await
-            .unwrap();
-        let mut b = AuthServiceClient::connect(format!("http://{}", two.addr))
-            .await
-            .unwrap();
+        let mut a = client(&one).await;
+        let mut b = client(&two).await;
         let sent = a
             .request_otp(RequestOtpRequest {
                 phone_number: PHONE.into(),
@@ -447,9 +448,7 @@ fn migrate_applies_the_schema_to_postgres_and_start_up_can_skip_it() {
         ],
     );
     rt.block_on(async {
-        let mut c = AuthServiceClient::connect(format!("http://{}", server.addr))
-            .await
-            .unwrap();
+        let mut c = client(&server).await;
         let sent = c
             .request_otp(RequestOtpRequest {
                 phone_number: PHONE.into(),
