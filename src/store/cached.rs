@@ -8,7 +8,7 @@
 //! longer than [`MAX_AGE`], which bounds the damage of anything unforeseen.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -24,6 +24,8 @@ const ENTRIES: usize = 65_536;
 pub struct SessionCache {
     entries: quick_cache::sync::Cache<Uuid, (SessionRecord, Instant)>,
     enabled: AtomicBool,
+    /// Bumped by every eviction: a read that raced an end announcement is not cached.
+    evictions: AtomicU64,
 }
 
 impl SessionCache {
@@ -31,21 +33,30 @@ impl SessionCache {
         Arc::new(Self {
             entries: quick_cache::sync::Cache::new(ENTRIES),
             enabled: AtomicBool::new(false),
+            evictions: AtomicU64::new(0),
         })
     }
 
     pub fn enable(&self) {
+        self.evictions.fetch_add(1, Ordering::SeqCst);
         self.entries.clear();
         self.enabled.store(true, Ordering::SeqCst);
     }
 
     pub fn disable(&self) {
         self.enabled.store(false, Ordering::SeqCst);
+        self.evictions.fetch_add(1, Ordering::SeqCst);
         self.entries.clear();
     }
 
     pub fn evict(&self, id: Uuid) {
+        self.evictions.fetch_add(1, Ordering::SeqCst);
         self.entries.remove(&id);
+    }
+
+    fn clear(&self) {
+        self.evictions.fetch_add(1, Ordering::SeqCst);
+        self.entries.clear();
     }
 
     fn fresh(&self, id: Uuid, now: Millis) -> Option<SessionRecord> {
@@ -79,12 +90,14 @@ impl SessionStore for CachedSessions {
         if let Some(rec) = self.cache.fresh(id, now) {
             return Ok(Some(rec));
         }
-        // Note the time before asking, so an end announced while we wait is not overwritten
-        // by an older answer for longer than MAX_AGE.
+        // An end announced while we wait must not be undone by caching the older answer:
+        // cache it only if nothing was evicted meanwhile.
         let asked = Instant::now();
+        let generation = self.cache.evictions.load(Ordering::SeqCst);
         let found = self.inner.get(id, now).await?;
         if let Some(rec) = &found
             && self.cache.enabled.load(Ordering::SeqCst)
+            && self.cache.evictions.load(Ordering::SeqCst) == generation
         {
             self.cache.entries.insert(id, (rec.clone(), asked));
         }
@@ -113,7 +126,71 @@ impl SessionStore for CachedSessions {
     async fn revoke_all(&self, user_id: Uuid) -> Result<usize, StoreError> {
         let n = self.inner.revoke_all(user_id).await?;
         // Our own ends arrive over pub/sub too; clearing now covers the gap.
-        self.cache.entries.clear();
+        self.cache.clear();
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, SystemClock};
+    use crate::store::memory::MemorySessionStore;
+
+    fn record(now: Millis) -> SessionRecord {
+        SessionRecord {
+            id: Uuid::new_v4(),
+            user_id: Uuid::new_v4(),
+            phone_e164: "+919876543210".into(),
+            refresh_hash: [1; 32],
+            previous_hashes: vec![],
+            created_at: now,
+            expires_at: now + 60_000,
+            absolute_expires_at: now + 60_000,
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_are_cached_until_evicted_and_never_while_disabled() {
+        let now = SystemClock.now_ms();
+        let inner = Arc::new(MemorySessionStore::new());
+        let cache = SessionCache::new();
+        let store = CachedSessions::new(inner.clone(), cache.clone());
+        let rec = record(now);
+        store.create(rec.clone()).await.unwrap();
+
+        // Disabled (no subscription yet): every read asks the store.
+        assert!(store.get(rec.id, now).await.unwrap().is_some());
+        inner.revoke(rec.id).await.unwrap(); // behind the cache's back
+        assert!(
+            store.get(rec.id, now).await.unwrap().is_none(),
+            "nothing was cached while disabled"
+        );
+
+        cache.enable();
+        let rec = record(now);
+        store.create(rec.clone()).await.unwrap();
+        assert!(store.get(rec.id, now).await.unwrap().is_some());
+        inner.revoke(rec.id).await.unwrap(); // another replica ended it...
+        assert!(
+            store.get(rec.id, now).await.unwrap().is_some(),
+            "...served from the cache until announced"
+        );
+        cache.evict(rec.id); // ...the announcement arrives
+        assert!(store.get(rec.id, now).await.unwrap().is_none());
+
+        // An entry never outlives the session's own expiry.
+        let rec = record(now);
+        store.create(rec.clone()).await.unwrap();
+        assert!(store.get(rec.id, now).await.unwrap().is_some());
+        assert!(store.get(rec.id, now + 60_000).await.unwrap().is_none());
+
+        // Losing the subscription empties and bypasses the cache.
+        let rec = record(now);
+        store.create(rec.clone()).await.unwrap();
+        assert!(store.get(rec.id, now).await.unwrap().is_some());
+        inner.revoke(rec.id).await.unwrap();
+        cache.disable();
+        assert!(store.get(rec.id, now).await.unwrap().is_none());
     }
 }
