@@ -6,6 +6,7 @@ use uuid::Uuid;
 use super::Deps;
 use crate::clock::Millis;
 use crate::phone::PhoneNumber;
+use crate::session::keys::Verified;
 use crate::session::{RefreshToken, SessionError};
 use crate::store::{Rotation, SessionRecord};
 
@@ -76,9 +77,11 @@ pub async fn start(
 
 pub async fn validate(deps: &Deps, token: &str) -> Result<Validated, SessionError> {
     let now = deps.clock.now_ms();
-    let claims = deps.keys.verify(token, now)?;
-    let session_id = Uuid::parse_str(&claims.sid).map_err(|_| SessionError::InvalidToken)?;
-    let user_id = Uuid::parse_str(&claims.sub).map_err(|_| SessionError::InvalidToken)?;
+    let Verified {
+        user_id,
+        session_id,
+        expires_at,
+    } = deps.keys.check(token, now)?;
     let rec = deps
         .sessions
         .get(session_id, now)
@@ -91,7 +94,7 @@ pub async fn validate(deps: &Deps, token: &str) -> Result<Validated, SessionErro
         user_id,
         session_id,
         phone_e164: rec.phone_e164,
-        expires_at: claims.exp * 1000,
+        expires_at,
     })
 }
 
@@ -150,9 +153,11 @@ pub async fn logout(
         }
         (rec.id, rec.user_id)
     } else if let Some(token) = bearer {
-        let claims = deps.keys.verify(token, now)?;
-        let sid = Uuid::parse_str(&claims.sid).map_err(|_| SessionError::InvalidToken)?;
-        let uid = Uuid::parse_str(&claims.sub).map_err(|_| SessionError::InvalidToken)?;
+        let Verified {
+            user_id: uid,
+            session_id: sid,
+            ..
+        } = deps.keys.check(token, now)?;
         // The session must still live: a token of a session already ended (say, by reuse
         // detection on a thief's copy) must not end the owner's other sessions.
         if deps.sessions.get(sid, now).await?.is_none() {

@@ -33,6 +33,14 @@ pub struct AccessClaims {
     pub jti: String,
 }
 
+/// What a verified access token says, parsed once: who, which session, until when (Unix ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    pub user_id: Uuid,
+    pub session_id: Uuid,
+    pub expires_at: Millis,
+}
+
 struct VerifyKey {
     decoding: DecodingKey,
     /// base64url of the raw 32-byte public key (the JWK `x`).
@@ -52,7 +60,7 @@ pub struct KeyRing {
     /// Tokens already verified, by their exact text: a token is presented many times in its
     /// 15 minutes, and an EdDSA verify costs more than the rest of ValidateSession. Only
     /// successful verifications enter; expiry is still checked on every hit.
-    verified: quick_cache::sync::Cache<String, AccessClaims>,
+    verified: quick_cache::sync::Cache<String, Verified>,
 }
 
 /// How many verified tokens are remembered (about 0.5 KiB each).
@@ -165,20 +173,38 @@ impl KeyRing {
         Ok((token, claims))
     }
 
-    /// Checks signature, algorithm, kid, issuer, audience and expiry.
+    /// [`KeyRing::verify`], remembered: a token is presented many times in its 15 minutes and
+    /// an EdDSA verify costs more than the rest of ValidateSession. Only successful checks are
+    /// remembered, by exact token text, as parsed ids (no per-call parsing or cloning); expiry
+    /// is checked on every hit.
+    pub fn check(&self, token: &str, now: Millis) -> Result<Verified, SessionError> {
+        if token.len() <= MAX_TOKEN_BYTES
+            && let Some(v) = self.verified.get(token)
+        {
+            return if v.expires_at > now {
+                Ok(v)
+            } else {
+                Err(SessionError::InvalidToken)
+            };
+        }
+        let claims = self.verify(token, now)?;
+        let parse = |s: &str| Uuid::parse_str(s).map_err(|_| SessionError::InvalidToken);
+        let v = Verified {
+            user_id: parse(&claims.sub)?,
+            session_id: parse(&claims.sid)?,
+            expires_at: claims.exp * 1000,
+        };
+        self.verified.insert(token.to_owned(), v);
+        Ok(v)
+    }
+
+    /// Checks signature, algorithm, kid, issuer, audience and expiry (every time).
     pub fn verify(&self, token: &str, now: Millis) -> Result<AccessClaims, SessionError> {
         if token.is_empty() {
             return Err(SessionError::MissingToken);
         }
         if token.len() > MAX_TOKEN_BYTES {
             return Err(SessionError::TokenTooLong);
-        }
-        if let Some(claims) = self.verified.get(token) {
-            return if claims.exp * 1000 > now {
-                Ok(claims)
-            } else {
-                Err(SessionError::InvalidToken)
-            };
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| SessionError::InvalidToken)?;
         if header.alg != Algorithm::EdDSA {
@@ -194,7 +220,6 @@ impl KeyRing {
         if data.claims.exp * 1000 <= now {
             return Err(SessionError::InvalidToken);
         }
-        self.verified.insert(token.to_owned(), data.claims.clone());
         Ok(data.claims)
     }
 
