@@ -108,24 +108,25 @@ impl Drop for Proxy {
 
 /// Waits (with a deadline) until the overall health reads `want`.
 async fn health_becomes(app: &TestApp, want: ServingStatus) {
+    // grpc.health's Watch streams every change: wait on it, no polling.
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel(app.addr).await);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let status = health
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: "arogya.auth.v1.AuthService".into(),
-            })
-            .await
-            .map(|r| r.into_inner().status());
-        if status.as_ref().ok() == Some(&want) {
-            return;
+    let mut watch = health
+        .watch(tonic_health::pb::HealthCheckRequest {
+            service: "arogya.auth.v1.AuthService".into(),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let reached = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Some(Ok(update)) = watch.message().await.transpose() {
+            if update.status() == want {
+                return true;
+            }
         }
-        assert!(
-            Instant::now() < deadline,
-            "health never became {want:?} (last {status:?})"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        false
+    })
+    .await;
+    assert_eq!(reached, Ok(true), "health never became {want:?}");
 }
 
 /// Asserts the call fails UNAVAILABLE, within the configured timeouts (well under 3 s).
