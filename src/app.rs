@@ -347,7 +347,11 @@ fn sms_sender(config: &Config) -> Result<Arc<dyn SmsSender>, AppError> {
                     m.vars.clone(),
                 ))
             }
-            SmsProviderKind::Log => Arc::new(LogProvider),
+            SmsProviderKind::Log => {
+                return Err(AppError::Config(
+                    "AROGYA_SMS__FALLBACK: `log` cannot be part of a delivery chain".into(),
+                ));
+            }
         })
     };
     let mut chain = vec![provider(sms.provider)?];
@@ -360,23 +364,6 @@ fn sms_sender(config: &Config) -> Result<Arc<dyn SmsSender>, AppError> {
         sms.retries,
         Duration::from_millis(sms.backoff_ms),
     )))
-}
-
-/// Validation keeps `log` out of a real chain; this exists only to make the match total.
-struct LogProvider;
-
-#[async_trait::async_trait]
-impl Provider for LogProvider {
-    fn name(&self) -> &'static str {
-        "log"
-    }
-    async fn attempt(
-        &self,
-        _: &crate::phone::PhoneNumber,
-        _: &crate::sms::SmsMessage,
-    ) -> Result<(), crate::sms::delivery::Failure> {
-        Ok(())
-    }
 }
 
 type Stores = (

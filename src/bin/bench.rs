@@ -242,6 +242,10 @@ fn ms(h: &Histogram<u64>, q: f64) -> f64 {
 async fn main() -> std::process::ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let args = Args::parse();
+    if !(args.duration.is_finite() && args.duration > 0.0 && args.duration <= 86_400.0) {
+        eprintln!("arogya-auth-bench: --duration must be a number of seconds between 0 and 86400");
+        return std::process::ExitCode::FAILURE;
+    }
     let mut scenarios: Vec<Scenario> = Vec::new();
     for name in args.scenarios.split(',').map(str::trim) {
         match name {

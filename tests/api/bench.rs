@@ -49,3 +49,18 @@ async fn the_load_generator_runs_every_scenario_against_a_real_server() {
     }
     assert_eq!(doc["scenarios"]["baseline"]["ratio_to_baseline"], 1.0);
 }
+
+#[test]
+fn a_nonsense_duration_is_refused_not_a_panic() {
+    for bad in ["-1", "0", "NaN", "inf"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_arogya-auth-bench"))
+            .args(["--addr", "http://127.0.0.1:9", &format!("--duration={bad}")])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{bad}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("--duration"),
+            "{bad}"
+        );
+    }
+}
