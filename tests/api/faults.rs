@@ -129,6 +129,23 @@ async fn health_becomes(app: &TestApp, want: ServingStatus) {
     assert_eq!(reached, Ok(true), "health never became {want:?}");
 }
 
+/// After an outage: the session and the pending code (for 9123456789) from before it work.
+async fn assert_intact(
+    app: &TestApp,
+    before: &arogya_auth::proto::VerifyOtpResponse,
+    pending: &arogya_auth::proto::RequestOtpResponse,
+) {
+    app.validate(&before.access_token)
+        .await
+        .expect("the session from before is valid");
+    app.refresh(&before.refresh_token)
+        .await
+        .expect("and refreshes");
+    app.verify_otp("9123456789", &pending.dev_otp)
+        .await
+        .expect("the pending code still works");
+}
+
 /// Asserts the call fails UNAVAILABLE, within the configured timeouts (well under 3 s).
 async fn fails_fast<T: std::fmt::Debug>(
     call: impl std::future::Future<Output = Result<T, tonic::Status>>,
@@ -183,15 +200,7 @@ async fn redis_down_during_traffic_is_unavailable_then_recovers_with_every_sessi
 
     proxy.restore();
     health_becomes(&app, ServingStatus::Serving).await;
-    app.validate(&before.access_token)
-        .await
-        .expect("the session from before is intact");
-    app.refresh(&before.refresh_token)
-        .await
-        .expect("and can be refreshed");
-    app.verify_otp("9123456789", &pending.dev_otp)
-        .await
-        .expect("the code from before still works");
+    assert_intact(&app, &before, &pending).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -328,15 +337,7 @@ async fn redis_killed_and_restarted_during_traffic_loses_no_session() {
         slowest < Duration::from_secs(3),
         "a call hung for {slowest:?}"
     );
-    app.validate(&before.access_token)
-        .await
-        .expect("the session from before the crash is valid");
-    app.refresh(&before.refresh_token)
-        .await
-        .expect("and refreshes");
-    app.verify_otp("9123456789", &pending.dev_otp)
-        .await
-        .expect("the pending code survived too");
+    assert_intact(&app, &before, &pending).await;
     drop(redis);
 }
 
