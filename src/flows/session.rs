@@ -1,6 +1,5 @@
 //! ValidateSession, RefreshSession and Logout, and the start of a session after sign-in.
 
-use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::Deps;
@@ -8,7 +7,7 @@ use crate::clock::Millis;
 use crate::phone::PhoneNumber;
 use crate::session::keys::Verified;
 use crate::session::{RefreshToken, SessionError};
-use crate::store::{Rotation, SessionRecord};
+use crate::store::{Rotation, SessionRecord, SessionRef};
 
 /// The tokens handed to a client.
 #[derive(Debug, Clone)]
@@ -58,7 +57,7 @@ pub async fn start(
     now: Millis,
 ) -> Result<Tokens, SessionError> {
     let id = Uuid::new_v4();
-    let refresh = RefreshToken::generate(id);
+    let refresh = RefreshToken::generate(SessionRef { user_id, id });
     let absolute = now.saturating_add(deps.policy.session_absolute_ms);
     let rec = SessionRecord {
         id,
@@ -84,12 +83,15 @@ pub async fn validate(deps: &Deps, token: &str) -> Result<Validated, SessionErro
     } = deps.keys.check(token, now)?;
     let rec = deps
         .sessions
-        .get(session_id, now)
+        .get(
+            SessionRef {
+                user_id,
+                id: session_id,
+            },
+            now,
+        )
         .await?
         .ok_or(SessionError::SessionEnded)?;
-    if rec.user_id != user_id {
-        return Err(SessionError::InvalidToken);
-    }
     Ok(Validated {
         user_id,
         session_id,
@@ -101,13 +103,13 @@ pub async fn validate(deps: &Deps, token: &str) -> Result<Validated, SessionErro
 #[tracing::instrument(name = "session.refresh", skip_all, fields(session))]
 pub async fn refresh(deps: &Deps, raw: &str) -> Result<Tokens, SessionError> {
     let presented = RefreshToken::parse(raw)?;
-    tracing::Span::current().record("session", tracing::field::display(presented.session_id));
+    tracing::Span::current().record("session", tracing::field::display(presented.session.id));
     let now = deps.clock.now_ms();
-    let next = RefreshToken::generate(presented.session_id);
+    let next = RefreshToken::generate(presented.session);
     let rotation = deps
         .sessions
         .rotate(
-            presented.session_id,
+            presented.session,
             &presented.hash(),
             next.hash(),
             now.saturating_add(deps.policy.session_ttl_ms),
@@ -116,8 +118,8 @@ pub async fn refresh(deps: &Deps, raw: &str) -> Result<Tokens, SessionError> {
         .await?;
     match rotation {
         Rotation::Rotated(rec) => access(deps, &rec, &next, now),
-        Rotation::Reused { user_id } => {
-            tracing::warn!(user = %user_id, "rotated refresh token presented again; session revoked");
+        Rotation::Reused => {
+            tracing::warn!(user = %presented.session.user_id, "rotated refresh token presented again; session revoked");
             Err(SessionError::RefreshReused)
         }
         Rotation::Invalid => Err(SessionError::InvalidToken),
@@ -135,23 +137,17 @@ pub async fn logout(
     all: bool,
 ) -> Result<(), SessionError> {
     let now = deps.clock.now_ms();
-    let (session_id, user_id) = if !refresh_token.is_empty() {
+    let session = if !refresh_token.is_empty() {
         let presented = RefreshToken::parse(refresh_token)?;
         let rec = deps
             .sessions
-            .get(presented.session_id, now)
+            .get(presented.session, now)
             .await?
             .ok_or(SessionError::InvalidToken)?;
-        let hash = presented.hash();
-        let known = bool::from(rec.refresh_hash.ct_eq(&hash))
-            || rec
-                .previous_hashes
-                .iter()
-                .any(|h| bool::from(h.ct_eq(&hash)));
-        if !known {
+        if !rec.knows(&presented.hash()) {
             return Err(SessionError::InvalidToken);
         }
-        (rec.id, rec.user_id)
+        presented.session
     } else if let Some(token) = bearer {
         let Verified {
             user_id: uid,
@@ -160,23 +156,27 @@ pub async fn logout(
         } = deps.keys.check(token, now)?;
         // The session must still live: a token of a session already ended (say, by reuse
         // detection on a thief's copy) must not end the owner's other sessions.
-        if deps.sessions.get(sid, now).await?.is_none() {
+        let session = SessionRef {
+            user_id: uid,
+            id: sid,
+        };
+        if deps.sessions.get(session, now).await?.is_none() {
             return if all {
                 Err(SessionError::SessionEnded)
             } else {
                 Ok(())
             };
         }
-        (sid, uid)
+        session
     } else {
         return Err(SessionError::MissingToken);
     };
     if all {
-        let n = deps.sessions.revoke_all(user_id).await?;
-        tracing::info!(user = %user_id, sessions = n, "logged out everywhere");
+        deps.sessions.revoke_all(session.user_id).await?;
+        tracing::info!(user = %session.user_id, "logged out everywhere");
     } else {
-        deps.sessions.revoke(session_id).await?;
-        tracing::info!(session = %session_id, "logged out");
+        deps.sessions.revoke(session).await?;
+        tracing::info!(session = %session.id, "logged out");
     }
     Ok(())
 }

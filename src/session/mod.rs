@@ -8,7 +8,7 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::store::TokenHash;
+use crate::store::{SessionRef, TokenHash};
 
 pub mod keys;
 
@@ -38,31 +38,32 @@ pub enum SessionError {
     Store(#[from] crate::store::StoreError),
 }
 
-/// A refresh token: the session it belongs to and 256 random bits. On the wire it is one
-/// opaque base64url string of 64 characters; clients must not parse it.
+/// A refresh token: the session it belongs to (user and session id) and 256 random bits. On
+/// the wire it is one opaque base64url string of 86 characters; clients must not parse it.
 #[derive(Clone)]
 pub struct RefreshToken {
-    pub session_id: Uuid,
+    pub session: SessionRef,
     secret: [u8; 32],
 }
 
 impl std::fmt::Debug for RefreshToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RefreshToken({}, ****)", self.session_id)
+        write!(f, "RefreshToken({}, ****)", self.session.id)
     }
 }
 
 impl RefreshToken {
-    pub fn generate(session_id: Uuid) -> Self {
+    pub fn generate(session: SessionRef) -> Self {
         let mut secret = [0u8; 32];
         rand::rng().fill_bytes(&mut secret);
-        Self { session_id, secret }
+        Self { session, secret }
     }
 
     pub fn encode(&self) -> String {
-        let mut raw = [0u8; 48];
-        raw[..16].copy_from_slice(self.session_id.as_bytes());
-        raw[16..].copy_from_slice(&self.secret);
+        let mut raw = [0u8; 64];
+        raw[..16].copy_from_slice(self.session.user_id.as_bytes());
+        raw[16..32].copy_from_slice(self.session.id.as_bytes());
+        raw[32..].copy_from_slice(&self.secret);
         URL_SAFE_NO_PAD.encode(raw)
     }
 
@@ -76,11 +77,17 @@ impl RefreshToken {
         let bytes = URL_SAFE_NO_PAD
             .decode(raw.as_bytes())
             .map_err(|_| SessionError::InvalidToken)?;
-        let bytes: [u8; 48] = bytes.try_into().map_err(|_| SessionError::InvalidToken)?;
+        let bytes: [u8; 64] = bytes.try_into().map_err(|_| SessionError::InvalidToken)?;
+        let uuid = |b: &[u8]| Uuid::from_slice(b).map_err(|_| SessionError::InvalidToken);
         let mut secret = [0u8; 32];
-        secret.copy_from_slice(&bytes[16..]);
-        let session_id = Uuid::from_slice(&bytes[..16]).map_err(|_| SessionError::InvalidToken)?;
-        Ok(Self { session_id, secret })
+        secret.copy_from_slice(&bytes[32..]);
+        Ok(Self {
+            session: SessionRef {
+                user_id: uuid(&bytes[..16])?,
+                id: uuid(&bytes[16..32])?,
+            },
+            secret,
+        })
     }
 
     /// The stored form. Plain SHA-256 suffices: the input is 256 random bits, not a password.
@@ -103,14 +110,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_refresh_token_round_trips_and_is_64_chars() {
-        let t = RefreshToken::generate(Uuid::new_v4());
+    fn a_refresh_token_round_trips_and_is_86_chars() {
+        let t = RefreshToken::generate(SessionRef {
+            user_id: Uuid::new_v4(),
+            id: Uuid::new_v4(),
+        });
         let s = t.encode();
-        assert_eq!(s.len(), 64);
+        assert_eq!(s.len(), 86);
         let back = RefreshToken::parse(&s).unwrap();
-        assert_eq!(back.session_id, t.session_id);
+        assert_eq!(back.session, t.session);
         assert_eq!(back.hash(), t.hash());
-        assert_ne!(RefreshToken::generate(t.session_id).hash(), t.hash());
+        assert_ne!(RefreshToken::generate(t.session).hash(), t.hash());
     }
 
     #[test]
@@ -126,8 +136,9 @@ mod tests {
         for bad in [
             "abc",
             "!!!!",
-            &"A".repeat(63),
-            &"A".repeat(65),
+            &"A".repeat(64),
+            &"A".repeat(85),
+            &"A".repeat(87),
             "ü".repeat(32).as_str(),
         ] {
             assert!(
@@ -139,8 +150,11 @@ mod tests {
 
     #[test]
     fn debug_hides_the_secret() {
-        let t = RefreshToken::generate(Uuid::nil());
-        assert!(!format!("{t:?}").contains(&t.encode()[22..]));
+        let t = RefreshToken::generate(SessionRef {
+            user_id: Uuid::nil(),
+            id: Uuid::nil(),
+        });
+        assert!(!format!("{t:?}").contains(&t.encode()[43..]));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{Rotation, SessionRecord, SessionStore, StoreError, TokenHash};
+use super::{Rotation, SessionRecord, SessionRef, SessionStore, StoreError, TokenHash};
 use crate::clock::Millis;
 
 /// The longest an entry is trusted without asking Redis.
@@ -54,17 +54,19 @@ impl SessionCache {
         self.entries.remove(&id);
     }
 
-    fn clear(&self) {
+    /// Drops every cached session of the user (a "log out everywhere"). Walks the cache: rare
+    /// enough that an index by user would cost more than it saves.
+    pub fn evict_user(&self, user_id: Uuid) {
         self.evictions.fetch_add(1, Ordering::SeqCst);
-        self.entries.clear();
+        self.entries.retain(|_, (rec, _)| rec.user_id != user_id);
     }
 
-    fn fresh(&self, id: Uuid, now: Millis) -> Option<SessionRecord> {
+    fn fresh(&self, r: SessionRef, now: Millis) -> Option<SessionRecord> {
         if !self.enabled.load(Ordering::SeqCst) {
             return None;
         }
-        let (rec, at) = self.entries.get(&id)?;
-        (at.elapsed() < MAX_AGE && rec.expires_at > now).then_some(rec)
+        let (rec, at) = self.entries.get(&r.id)?;
+        (at.elapsed() < MAX_AGE && rec.expires_at > now && rec.user_id == r.user_id).then_some(rec)
     }
 }
 
@@ -86,48 +88,48 @@ impl SessionStore for CachedSessions {
         self.inner.create(session).await
     }
 
-    async fn get(&self, id: Uuid, now: Millis) -> Result<Option<SessionRecord>, StoreError> {
-        if let Some(rec) = self.cache.fresh(id, now) {
+    async fn get(&self, r: SessionRef, now: Millis) -> Result<Option<SessionRecord>, StoreError> {
+        if let Some(rec) = self.cache.fresh(r, now) {
             return Ok(Some(rec));
         }
         // An end announced while we wait must not be undone by caching the older answer:
         // cache it only if nothing was evicted meanwhile.
         let asked = Instant::now();
         let generation = self.cache.evictions.load(Ordering::SeqCst);
-        let found = self.inner.get(id, now).await?;
+        let found = self.inner.get(r, now).await?;
         if let Some(rec) = &found
             && self.cache.enabled.load(Ordering::SeqCst)
             && self.cache.evictions.load(Ordering::SeqCst) == generation
         {
-            self.cache.entries.insert(id, (rec.clone(), asked));
+            self.cache.entries.insert(r.id, (rec.clone(), asked));
         }
         Ok(found)
     }
 
     async fn rotate(
         &self,
-        id: Uuid,
+        r: SessionRef,
         presented: &TokenHash,
         new_hash: TokenHash,
         new_expires_at: Millis,
         now: Millis,
     ) -> Result<Rotation, StoreError> {
-        self.cache.evict(id);
+        self.cache.evict(r.id);
         self.inner
-            .rotate(id, presented, new_hash, new_expires_at, now)
+            .rotate(r, presented, new_hash, new_expires_at, now)
             .await
     }
 
-    async fn revoke(&self, id: Uuid) -> Result<bool, StoreError> {
-        self.cache.evict(id);
-        self.inner.revoke(id).await
+    async fn revoke(&self, r: SessionRef) -> Result<bool, StoreError> {
+        self.cache.evict(r.id);
+        self.inner.revoke(r).await
     }
 
-    async fn revoke_all(&self, user_id: Uuid) -> Result<usize, StoreError> {
-        let n = self.inner.revoke_all(user_id).await?;
-        // Our own ends arrive over pub/sub too; clearing now covers the gap.
-        self.cache.clear();
-        Ok(n)
+    async fn revoke_all(&self, user_id: Uuid) -> Result<(), StoreError> {
+        self.inner.revoke_all(user_id).await?;
+        // Our own ends arrive over pub/sub too; evicting now covers the gap.
+        self.cache.evict_user(user_id);
+        Ok(())
     }
 }
 
@@ -160,37 +162,68 @@ mod tests {
         store.create(rec.clone()).await.unwrap();
 
         // Disabled (no subscription yet): every read asks the store.
-        assert!(store.get(rec.id, now).await.unwrap().is_some());
-        inner.revoke(rec.id).await.unwrap(); // behind the cache's back
+        assert!(store.get(rec.key(), now).await.unwrap().is_some());
+        inner.revoke(rec.key()).await.unwrap(); // behind the cache's back
         assert!(
-            store.get(rec.id, now).await.unwrap().is_none(),
+            store.get(rec.key(), now).await.unwrap().is_none(),
             "nothing was cached while disabled"
         );
 
         cache.enable();
         let rec = record(now);
         store.create(rec.clone()).await.unwrap();
-        assert!(store.get(rec.id, now).await.unwrap().is_some());
-        inner.revoke(rec.id).await.unwrap(); // another replica ended it...
+        assert!(store.get(rec.key(), now).await.unwrap().is_some());
+        inner.revoke(rec.key()).await.unwrap(); // another replica ended it...
         assert!(
-            store.get(rec.id, now).await.unwrap().is_some(),
+            store.get(rec.key(), now).await.unwrap().is_some(),
             "...served from the cache until announced"
         );
         cache.evict(rec.id); // ...the announcement arrives
-        assert!(store.get(rec.id, now).await.unwrap().is_none());
+        assert!(store.get(rec.key(), now).await.unwrap().is_none());
 
         // An entry never outlives the session's own expiry.
         let rec = record(now);
         store.create(rec.clone()).await.unwrap();
-        assert!(store.get(rec.id, now).await.unwrap().is_some());
-        assert!(store.get(rec.id, now + 60_000).await.unwrap().is_none());
+        assert!(store.get(rec.key(), now).await.unwrap().is_some());
+        assert!(store.get(rec.key(), now + 60_000).await.unwrap().is_none());
 
         // Losing the subscription empties and bypasses the cache.
         let rec = record(now);
         store.create(rec.clone()).await.unwrap();
-        assert!(store.get(rec.id, now).await.unwrap().is_some());
-        inner.revoke(rec.id).await.unwrap();
+        assert!(store.get(rec.key(), now).await.unwrap().is_some());
+        inner.revoke(rec.key()).await.unwrap();
         cache.disable();
-        assert!(store.get(rec.id, now).await.unwrap().is_none());
+        assert!(store.get(rec.key(), now).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn ending_a_users_sessions_evicts_theirs_and_no_others() {
+        let now = SystemClock.now_ms();
+        let inner = Arc::new(MemorySessionStore::new());
+        let cache = SessionCache::new();
+        cache.enable();
+        let store = CachedSessions::new(inner.clone(), cache.clone());
+        let (a, b) = (record(now), record(now));
+        for r in [&a, &b] {
+            store.create(r.clone()).await.unwrap();
+            assert!(store.get(r.key(), now).await.unwrap().is_some());
+        }
+        let stranger = SessionRef {
+            user_id: b.user_id,
+            id: a.id,
+        };
+        assert!(
+            store.get(stranger, now).await.unwrap().is_none(),
+            "a cached session answers only for its own user"
+        );
+        // Both end behind the cache's back; only a's user is announced.
+        inner.revoke_all(a.user_id).await.unwrap();
+        inner.revoke(b.key()).await.unwrap();
+        cache.evict_user(a.user_id);
+        assert!(store.get(a.key(), now).await.unwrap().is_none());
+        assert!(
+            store.get(b.key(), now).await.unwrap().is_some(),
+            "another user's entry stays cached until its own announcement"
+        );
     }
 }

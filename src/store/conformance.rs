@@ -312,43 +312,70 @@ pub async fn session_store<S: SessionStore>(s: &S) {
     // create / get / expiry
     let a = session(now, user);
     s.create(a.clone()).await.unwrap();
-    assert_eq!(s.get(a.id, now).await.unwrap(), Some(a.clone()));
-    assert_eq!(s.get(a.id, now + 10_000).await.unwrap(), None, "expired");
-    assert_eq!(s.get(Uuid::new_v4(), now).await.unwrap(), None);
+    assert_eq!(s.get(a.key(), now).await.unwrap(), Some(a.clone()));
+    assert_eq!(s.get(a.key(), now + 10_000).await.unwrap(), None, "expired");
+    let unknown = SessionRef {
+        user_id: user,
+        id: Uuid::new_v4(),
+    };
+    assert_eq!(s.get(unknown, now).await.unwrap(), None);
+    let stranger = SessionRef {
+        user_id: Uuid::new_v4(),
+        id: a.id,
+    };
+    assert_eq!(
+        s.get(stranger, now).await.unwrap(),
+        None,
+        "a session answers only for its own user"
+    );
 
     // rotate: current → rotated and extended (capped by absolute)
     match s
-        .rotate(a.id, &[1; 32], [2; 32], now + 30_000, now + 1)
+        .rotate(a.key(), &[1; 32], [2; 32], now + 30_000, now + 1)
         .await
         .unwrap()
     {
         Rotation::Rotated(r) => {
             assert_eq!(r.refresh_hash, [2; 32]);
-            assert_eq!(r.previous_hashes, vec![[1; 32]]);
+            assert_eq!(r.previous_hashes, vec![rotated(&[1; 32])]);
             assert_eq!(r.expires_at, now + 25_000, "capped by the absolute expiry");
+            assert_eq!(s.get(a.key(), now).await.unwrap(), Some(r), "as stored");
         }
         other => panic!("{other:?}"),
     }
     assert_eq!(
-        s.rotate(a.id, &[9; 32], [3; 32], now, now).await.unwrap(),
+        s.rotate(stranger, &[2; 32], [3; 32], now, now)
+            .await
+            .unwrap(),
+        Rotation::Invalid,
+        "another user's id does not reach the session"
+    );
+    assert_eq!(
+        s.rotate(a.key(), &[9; 32], [3; 32], now, now)
+            .await
+            .unwrap(),
         Rotation::Invalid,
         "unknown token"
     );
     assert!(
-        s.get(a.id, now).await.unwrap().is_some(),
+        s.get(a.key(), now).await.unwrap().is_some(),
         "an unknown token does not revoke"
     );
     assert_eq!(
-        s.rotate(a.id, &[1; 32], [3; 32], now, now).await.unwrap(),
-        Rotation::Reused { user_id: user }
+        s.rotate(a.key(), &[1; 32], [3; 32], now, now)
+            .await
+            .unwrap(),
+        Rotation::Reused
     );
     assert_eq!(
-        s.get(a.id, now).await.unwrap(),
+        s.get(a.key(), now).await.unwrap(),
         None,
         "reuse revokes the session"
     );
     assert_eq!(
-        s.rotate(a.id, &[2; 32], [3; 32], now, now).await.unwrap(),
+        s.rotate(a.key(), &[2; 32], [3; 32], now, now)
+            .await
+            .unwrap(),
         Rotation::Invalid,
         "even its current token"
     );
@@ -357,7 +384,7 @@ pub async fn session_store<S: SessionStore>(s: &S) {
     let b = session(now, user);
     s.create(b.clone()).await.unwrap();
     assert_eq!(
-        s.rotate(b.id, &[1; 32], [2; 32], now + 50_000, now + 10_000)
+        s.rotate(b.key(), &[1; 32], [2; 32], now + 50_000, now + 10_000)
             .await
             .unwrap(),
         Rotation::Invalid
@@ -372,33 +399,79 @@ pub async fn session_store<S: SessionStore>(s: &S) {
     for x in [&c, &d, &e] {
         s.create(x.clone()).await.unwrap();
     }
-    assert!(s.revoke(c.id).await.unwrap());
-    assert!(!s.revoke(c.id).await.unwrap());
-    assert_eq!(s.get(c.id, now).await.unwrap(), None);
-    assert!(s.revoke_all(user).await.unwrap() >= 1);
-    assert_eq!(s.get(d.id, now).await.unwrap(), None);
+    let wrong_user = SessionRef {
+        user_id: e.user_id,
+        id: c.id,
+    };
+    assert!(!s.revoke(wrong_user).await.unwrap());
     assert!(
-        s.get(e.id, now).await.unwrap().is_some(),
+        s.get(c.key(), now).await.unwrap().is_some(),
+        "another user's id does not end the session"
+    );
+    assert!(s.revoke(c.key()).await.unwrap());
+    assert!(!s.revoke(c.key()).await.unwrap());
+    assert_eq!(s.get(c.key(), now).await.unwrap(), None);
+    s.revoke_all(user).await.unwrap();
+    assert_eq!(s.get(d.key(), now).await.unwrap(), None);
+    assert_eq!(
+        s.rotate(d.key(), &[1; 32], [2; 32], now + 10_000, now)
+            .await
+            .unwrap(),
+        Rotation::Invalid,
+        "an ended session cannot be refreshed back to life"
+    );
+    assert!(
+        s.get(e.key(), now).await.unwrap().is_some(),
         "another user's session lives on"
     );
-    assert_eq!(s.revoke_all(user).await.unwrap(), 0);
+    s.revoke_all(user).await.unwrap();
+    // A session begun after "log out everywhere" lives, and can end everything again.
+    let g = session(now, user);
+    s.create(g.clone()).await.unwrap();
+    assert_eq!(s.get(g.key(), now).await.unwrap(), Some(g.clone()));
+    assert!(matches!(
+        s.rotate(g.key(), &[1; 32], [2; 32], now + 10_000, now)
+            .await
+            .unwrap(),
+        Rotation::Rotated(_)
+    ));
+    s.revoke_all(user).await.unwrap();
+    assert_eq!(s.get(g.key(), now).await.unwrap(), None);
+    assert_eq!(s.get(d.key(), now).await.unwrap(), None, "still ended");
 
-    // the remembered rotations are bounded
-    let f = session(now, user);
+    // the remembered rotations are bounded, and the oldest remembered one is still a replay
+    let f = session(now, Uuid::new_v4());
     s.create(f.clone()).await.unwrap();
     let mut current = [1u8; 32];
+    let mut history = vec![current];
     for i in 0..(REMEMBERED_ROTATIONS + 5) {
         let next = [(i + 10) as u8; 32];
         assert!(matches!(
-            s.rotate(f.id, &current, next, now + 10_000, now)
+            s.rotate(f.key(), &current, next, now + 10_000, now)
                 .await
                 .unwrap(),
             Rotation::Rotated(_)
         ));
         current = next;
+        history.push(next);
     }
-    let rec = s.get(f.id, now).await.unwrap().expect("live");
+    let rec = s.get(f.key(), now).await.unwrap().expect("live");
     assert_eq!(rec.previous_hashes.len(), REMEMBERED_ROTATIONS);
+    let forgotten = history[history.len() - 2 - REMEMBERED_ROTATIONS];
+    assert_eq!(
+        s.rotate(f.key(), &forgotten, [200; 32], now + 10_000, now)
+            .await
+            .unwrap(),
+        Rotation::Invalid,
+        "too old to remember: refused, not an alarm"
+    );
+    let oldest = history[history.len() - 1 - REMEMBERED_ROTATIONS];
+    assert_eq!(
+        s.rotate(f.key(), &oldest, [200; 32], now + 10_000, now)
+            .await
+            .unwrap(),
+        Rotation::Reused
+    );
 }
 
 /// Two refreshes with one token at once: exactly one wins.
@@ -406,11 +479,12 @@ pub async fn session_store_parallel<S: SessionStore>(s: Arc<S>) {
     let now = SystemClock.now_ms();
     let rec = session(now, Uuid::new_v4());
     s.create(rec.clone()).await.unwrap();
+    let key = rec.key();
     let tasks: Vec<_> = (0..20u8)
         .map(|i| {
             let s = s.clone();
             tokio::spawn(async move {
-                s.rotate(rec.id, &[1; 32], [i + 100; 32], now + 10_000, now)
+                s.rotate(key, &[1; 32], [i + 100; 32], now + 10_000, now)
                     .await
                     .unwrap()
             })

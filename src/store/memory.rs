@@ -14,7 +14,8 @@ use uuid::Uuid;
 
 use super::{
     Attempt, Decision, Issue, OtpStore, REMEMBERED_ROTATIONS, RateLimiter, Rotation, SessionRecord,
-    SessionStore, StoreError, StoredOtp, TokenHash, sliding_log_decision, window_ms,
+    SessionRef, SessionStore, StoreError, StoredOtp, TokenHash, rotated, sliding_log_decision,
+    window_ms,
 };
 use crate::clock::Millis;
 use crate::config::LimitRule;
@@ -202,6 +203,11 @@ struct Sessions {
 }
 
 impl Sessions {
+    /// The session `r`, if it exists and belongs to that user.
+    fn find(&self, r: SessionRef) -> Option<&SessionRecord> {
+        self.by_id.get(&r.id).filter(|rec| rec.user_id == r.user_id)
+    }
+
     fn remove(&mut self, id: Uuid) -> Option<SessionRecord> {
         let rec = self.by_id.remove(&id)?;
         if let Some(set) = self.by_user.get_mut(&rec.user_id) {
@@ -254,64 +260,65 @@ impl SessionStore for MemorySessionStore {
         Ok(())
     }
 
-    async fn get(&self, id: Uuid, now: Millis) -> Result<Option<SessionRecord>, StoreError> {
+    async fn get(&self, r: SessionRef, now: Millis) -> Result<Option<SessionRecord>, StoreError> {
         let s = self.inner.read().map_err(poisoned)?;
-        Ok(s.by_id.get(&id).filter(|r| r.expires_at > now).cloned())
+        Ok(s.find(r).filter(|rec| rec.expires_at > now).cloned())
     }
 
     async fn rotate(
         &self,
-        id: Uuid,
+        r: SessionRef,
         presented: &TokenHash,
         new_hash: TokenHash,
         new_expires_at: Millis,
         now: Millis,
     ) -> Result<Rotation, StoreError> {
         let mut s = self.inner.write().map_err(poisoned)?;
-        let Some(rec) = s.by_id.get_mut(&id) else {
+        let Some(rec) = s.find(r) else {
             return Ok(Rotation::Invalid);
         };
         if rec.expires_at <= now {
-            s.remove(id);
+            s.remove(r.id);
             return Ok(Rotation::Invalid);
         }
-        if bool::from(rec.refresh_hash.ct_eq(presented)) {
+        let current = bool::from(rec.refresh_hash.ct_eq(presented));
+        let known = rec.knows(presented);
+        if current {
+            let rec = s.by_id.get_mut(&r.id).ok_or_else(|| poisoned(()))?;
             let old = std::mem::replace(&mut rec.refresh_hash, new_hash);
-            rec.previous_hashes.push(old);
+            rec.previous_hashes.push(rotated(&old));
             if rec.previous_hashes.len() > REMEMBERED_ROTATIONS {
                 rec.previous_hashes.remove(0);
             }
             rec.expires_at = new_expires_at.min(rec.absolute_expires_at);
             return Ok(Rotation::Rotated(rec.clone()));
         }
-        if rec
-            .previous_hashes
-            .iter()
-            .any(|h| bool::from(h.ct_eq(presented)))
-        {
-            let user_id = rec.user_id;
-            s.remove(id);
-            return Ok(Rotation::Reused { user_id });
+        if known {
+            s.remove(r.id);
+            return Ok(Rotation::Reused);
         }
         Ok(Rotation::Invalid)
     }
 
-    async fn revoke(&self, id: Uuid) -> Result<bool, StoreError> {
+    async fn revoke(&self, r: SessionRef) -> Result<bool, StoreError> {
         let mut s = self.inner.write().map_err(poisoned)?;
-        Ok(s.remove(id).is_some())
+        if s.find(r).is_none() {
+            return Ok(false);
+        }
+        Ok(s.remove(r.id).is_some())
     }
 
-    async fn revoke_all(&self, user_id: Uuid) -> Result<usize, StoreError> {
+    async fn revoke_all(&self, user_id: Uuid) -> Result<(), StoreError> {
         let mut s = self.inner.write().map_err(poisoned)?;
         let ids: Vec<Uuid> = s
             .by_user
             .get(&user_id)
             .map(|set| set.iter().copied().collect())
             .unwrap_or_default();
-        for id in &ids {
-            s.remove(*id);
+        for id in ids {
+            s.remove(id);
         }
-        Ok(ids.len())
+        Ok(())
     }
 }
 

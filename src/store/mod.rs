@@ -135,9 +135,30 @@ pub trait OtpStore: Send + Sync + 'static {
 /// A refresh token's stored form (SHA-256 of its 256 random bits).
 pub type TokenHash = [u8; 32];
 
+/// What a session remembers of a refresh token it rotated away: the first 8 bytes of its
+/// hash. Enough to recognise a replay (a random token matches with odds of 2^-64), small
+/// enough that remembering costs little.
+pub type RotatedHash = [u8; 8];
+
+pub fn rotated(hash: &TokenHash) -> RotatedHash {
+    let mut short = [0u8; 8];
+    short.copy_from_slice(&hash[..8]);
+    short
+}
+
 /// How many rotated-away refresh tokens a session remembers, to spot their reuse. Older ones
-/// are simply unknown (UNAUTHENTICATED) rather than a reuse alarm.
-pub const REMEMBERED_ROTATIONS: usize = 32;
+/// are simply unknown (UNAUTHENTICATED) rather than a reuse alarm: with 15-minute access
+/// tokens, eight rotations are two hours of a device's refreshes.
+pub const REMEMBERED_ROTATIONS: usize = 8;
+
+/// Names a session: its user and its own id. Both travel in every token (the access token's
+/// `sub` and `sid`, the refresh token's first 32 bytes), and stores key sessions by both so a
+/// user's sessions can be ended together without an index of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionRef {
+    pub user_id: Uuid,
+    pub id: Uuid,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
@@ -147,11 +168,31 @@ pub struct SessionRecord {
     pub phone_e164: String,
     pub refresh_hash: TokenHash,
     /// Refresh tokens already rotated away, newest last, at most [`REMEMBERED_ROTATIONS`].
-    pub previous_hashes: Vec<TokenHash>,
+    pub previous_hashes: Vec<RotatedHash>,
     pub created_at: Millis,
     /// Sliding expiry: pushed out on every refresh, never past `absolute_expires_at`.
     pub expires_at: Millis,
     pub absolute_expires_at: Millis,
+}
+
+impl SessionRecord {
+    pub fn key(&self) -> SessionRef {
+        SessionRef {
+            user_id: self.user_id,
+            id: self.id,
+        }
+    }
+
+    /// Whether `hash` is this session's current refresh token or one it rotated away.
+    pub fn knows(&self, hash: &TokenHash) -> bool {
+        use subtle::ConstantTimeEq;
+        let short = rotated(hash);
+        bool::from(self.refresh_hash.ct_eq(hash))
+            || self
+                .previous_hashes
+                .iter()
+                .any(|h| bool::from(h.ct_eq(&short)))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,7 +200,7 @@ pub enum Rotation {
     /// The presented token was current; it is replaced and the session extended.
     Rotated(SessionRecord),
     /// The presented token was already rotated away: the whole session is now revoked.
-    Reused { user_id: Uuid },
+    Reused,
     /// No such live session, or a token it never issued.
     Invalid,
 }
@@ -168,15 +209,16 @@ pub enum Rotation {
 pub trait SessionStore: Send + Sync + 'static {
     async fn create(&self, session: SessionRecord) -> Result<(), StoreError>;
 
-    /// The live session with `id`, if it exists and has not expired.
-    async fn get(&self, id: Uuid, now: Millis) -> Result<Option<SessionRecord>, StoreError>;
+    /// The live session `s`, if it exists, has not expired and was not ended with its user's
+    /// other sessions.
+    async fn get(&self, s: SessionRef, now: Millis) -> Result<Option<SessionRecord>, StoreError>;
 
     /// Atomically: if `presented` is the current refresh hash, replace it with `new_hash` and
     /// move the sliding expiry to `new_expires_at` (capped by the absolute expiry); if it is a
     /// remembered old one, revoke the session.
     async fn rotate(
         &self,
-        id: Uuid,
+        s: SessionRef,
         presented: &TokenHash,
         new_hash: TokenHash,
         new_expires_at: Millis,
@@ -184,10 +226,10 @@ pub trait SessionStore: Send + Sync + 'static {
     ) -> Result<Rotation, StoreError>;
 
     /// Ends one session. Returns whether it existed.
-    async fn revoke(&self, id: Uuid) -> Result<bool, StoreError>;
+    async fn revoke(&self, s: SessionRef) -> Result<bool, StoreError>;
 
-    /// Ends every session of the user. Returns how many there were.
-    async fn revoke_all(&self, user_id: Uuid) -> Result<usize, StoreError>;
+    /// Ends every session of the user, on every replica.
+    async fn revoke_all(&self, user_id: Uuid) -> Result<(), StoreError>;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,8 +12,8 @@
 //! | --- | --- | --- | --- |
 //! | `P otp:{K}` | hash | `id h exp used cd lock gone` for phone key K (HMAC of the number) | max(code expiry, cooldown, lock-out) |
 //! | `P rl:{name}` | sorted set | one member per event, scored by its time | the window |
-//! | `P sess:{S}` | hash | `u p rh prev c exp abs`; `p` is the number AES-256-GCM encrypted | sliding expiry |
-//! | `P user:{U}` | set | the user's session ids (for `all_sessions`) | the longest absolute expiry |
+//! | `P s:{T}` + session id (16 raw bytes) | string | one packed session (see `AT_*` below); T is the user's tag | sliding expiry |
+//! | `P e:{T}` + user id | integer | the user's session epoch, bumped by "log out everywhere" | longer than any session |
 //!
 //! Errors of the connection (down, timeout) become `StoreError::Unavailable`.
 
@@ -23,6 +23,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::Rng;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
@@ -31,7 +33,7 @@ use uuid::Uuid;
 
 use super::{
     Attempt, Decision, Issue, OtpStore, REMEMBERED_ROTATIONS, RateLimiter, Rotation, SessionRecord,
-    SessionStore, StoreError, StoredOtp, TokenHash, window_ms,
+    SessionRef, SessionStore, StoreError, StoredOtp, TokenHash, window_ms,
 };
 use crate::clock::Millis;
 use crate::config::LimitRule;
@@ -210,7 +212,20 @@ impl RedisConn {
         key: &str,
         args: &[&[u8]],
     ) -> Result<T, StoreError> {
-        let mut inv = script.key(key);
+        self.eval_keys(script, &[key.as_bytes()], args).await
+    }
+
+    /// A script over several keys, which must share one hash slot.
+    async fn eval_keys<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[&[u8]],
+        args: &[&[u8]],
+    ) -> Result<T, StoreError> {
+        let mut inv = script.prepare_invoke();
+        for k in keys {
+            inv.key(*k);
+        }
         for a in args {
             inv.arg(*a);
         }
@@ -220,11 +235,6 @@ impl RedisConn {
 
     async fn cmd<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
         self.run(|mut h| async move { cmd.query_async(&mut h).await })
-            .await
-    }
-
-    async fn pipeline<T: redis::FromRedisValue>(&self, pipe: &Pipeline) -> Result<T, StoreError> {
-        self.run(|mut h| async move { pipe.query_async(&mut h).await })
             .await
     }
 
@@ -579,9 +589,36 @@ pub fn ended_channel(prefix: &str) -> String {
     format!("{prefix}session-ended")
 }
 
-/// Keeps `cache` in step with the sessions other replicas end: every id announced on the
-/// channel is evicted. While the subscription is down the cache is switched off (and emptied),
-/// so a missed announcement can never keep a revoked session alive.
+/// What one announcement on [`ended_channel`] ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Session(Uuid),
+    User(Uuid),
+}
+
+impl Ended {
+    fn payload(self) -> String {
+        match self {
+            Ended::Session(id) => format!("s:{}", id.simple()),
+            Ended::User(id) => format!("u:{}", id.simple()),
+        }
+    }
+
+    fn parse(payload: &str) -> Option<Self> {
+        let (kind, id) = payload.split_once(':')?;
+        let id = Uuid::parse_str(id).ok()?;
+        match kind {
+            "s" => Some(Ended::Session(id)),
+            "u" => Some(Ended::User(id)),
+            _ => None,
+        }
+    }
+}
+
+/// Keeps `cache` in step with the sessions other replicas end: every session or user announced
+/// on the channel is evicted. While the subscription is down the cache is switched off (and
+/// emptied), so a missed announcement can never keep a revoked session alive; so is an
+/// announcement this replica cannot read.
 pub async fn follow_ended_sessions(
     client: redis::Client,
     channel: String,
@@ -595,12 +632,10 @@ pub async fn follow_ended_sessions(
                     cache.enable();
                     let mut messages = pubsub.on_message();
                     while let Some(msg) = messages.next().await {
-                        match msg
-                            .get_payload::<String>()
-                            .ok()
-                            .and_then(|s| Uuid::parse_str(&s).ok())
-                        {
-                            Some(id) => cache.evict(id),
+                        let ended = msg.get_payload::<String>().ok();
+                        match ended.as_deref().and_then(Ended::parse) {
+                            Some(Ended::Session(id)) => cache.evict(id),
+                            Some(Ended::User(id)) => cache.evict_user(id),
                             None => cache.disable(),
                         }
                     }
@@ -616,33 +651,82 @@ pub async fn follow_ended_sessions(
     }
 }
 
-const SESS_ROTATE: &str = r#"
-local now = tonumber(ARGV[4])
-local f = redis.call('HMGET', KEYS[1], 'rh', 'prev', 'exp', 'abs', 'u')
-if not f[1] then return {0} end
-if tonumber(f[3]) <= now then redis.call('DEL', KEYS[1]); return {0} end
-local prev = f[2] or ''
-if f[1] == ARGV[1] then
-  prev = prev .. f[1]
-  local keep = 32 * tonumber(ARGV[5])
-  if #prev > keep then prev = string.sub(prev, #prev - keep + 1) end
-  local exp = math.min(tonumber(ARGV[3]), tonumber(f[4]))
-  redis.call('HSET', KEYS[1], 'rh', ARGV[2], 'prev', prev, 'exp', exp)
-  redis.call('PEXPIRE', KEYS[1], math.max(exp - now, 1))
-  return {1, redis.call('HGETALL', KEYS[1])}
+// A session is one string of 75 bytes when new (+ 8 per remembered rotation), laid out as
+// below; Redis spends about 230 bytes on it in all (key, value, expiry entry, table slots).
+const AT_EPOCH: usize = 0; // u16: the user's session epoch when the session began
+const AT_CREATED: usize = 2; // u48 ms
+const AT_EXPIRES: usize = 8; // u48 ms, sliding
+const AT_ABSOLUTE: usize = 14; // u48 ms
+const AT_HASH: usize = 20; // 32 bytes: SHA-256 of the current refresh token
+const AT_PHONE_LEN: usize = 52; // u8
+const AT_PHONE: usize = 53; // the number, sealed; then the remembered rotations, 8 bytes each
+const MAX_U48: Millis = (1 << 48) - 1;
+
+/// Until an epoch key expires every session it could have ended has expired too: longer than
+/// the longest session the configuration allows (3,650 days).
+const EPOCH_KEEP_MS: Millis = 3651 * 24 * 60 * 60 * 1000;
+
+/// Starts a session: stamps it with its user's current epoch (0 until the first "log out
+/// everywhere") and keeps the epoch key alive as long as the session can live.
+const SESS_CREATE: &str = r#"
+local e = tonumber(redis.call('GET', KEYS[2]) or '0')
+redis.call('SET', KEYS[1], struct.pack('>I2', e % 65536) .. ARGV[1], 'PX', ARGV[2])
+if e > 0 and redis.call('PTTL', KEYS[2]) < tonumber(ARGV[3]) then
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
 end
-for i = 1, #prev, 32 do
-  if string.sub(prev, i, i + 31) == ARGV[1] then
+return 1
+"#;
+
+/// Rotation with reuse detection; see `SessionStore::rotate`. Returns {1, new value},
+/// {2} for a replayed token (the session is deleted and announced), {0} otherwise.
+const SESS_ROTATE: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if not v then return {0} end
+local now = tonumber(ARGV[4])
+local epoch = tonumber(redis.call('GET', KEYS[2]) or '0') % 65536
+if struct.unpack('>I2', v, 1) ~= epoch or struct.unpack('>I6', v, 9) <= now then
+  redis.call('DEL', KEYS[1])
+  return {0}
+end
+local phone_end = 54 + string.byte(v, 53)
+local prev = string.sub(v, phone_end)
+if string.sub(v, 21, 52) == ARGV[1] then
+  prev = prev .. string.sub(ARGV[1], 1, 8)
+  local keep = tonumber(ARGV[5])
+  if #prev > keep then prev = string.sub(prev, #prev - keep + 1) end
+  local exp = math.min(tonumber(ARGV[3]), (struct.unpack('>I6', v, 15)))
+  local nv = string.sub(v, 1, 8) .. struct.pack('>I6', exp) .. string.sub(v, 15, 20)
+    .. ARGV[2] .. string.sub(v, 53, phone_end - 1) .. prev
+  redis.call('SET', KEYS[1], nv, 'PX', math.max(exp - now, 1))
+  if epoch > 0 and redis.call('PTTL', KEYS[2]) < exp - now then
+    redis.call('PEXPIRE', KEYS[2], exp - now)
+  end
+  return {1, nv}
+end
+local short = string.sub(ARGV[1], 1, 8)
+for i = 1, #prev, 8 do
+  if string.sub(prev, i, i + 7) == short then
     redis.call('DEL', KEYS[1])
     redis.call('PUBLISH', ARGV[6], ARGV[7])
-    return {2, f[5]}
+    return {2}
   end
 end
 return {0}
 "#;
 
-/// Encrypts the one personal field a session record holds (the phone number), so a Redis dump
-/// or a replica's memory never shows a full number.
+/// Ends every session of a user at once: a new epoch, which no existing session carries.
+const SESS_END_ALL: &str = r#"
+redis.call('INCR', KEYS[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1
+"#;
+
+/// Encrypts the one personal field a session holds (the phone number), so a Redis dump or a
+/// replica's memory never shows a full number. The number is packed two digits to a byte and
+/// sealed with AES-256-GCM; the nonce is the session id's first 12 bytes (random, and each
+/// session seals exactly one number, once), and the whole id is bound in as associated data,
+/// so a sealed number moved to another session does not open.
 pub struct FieldCipher(LessSafeKey);
 
 impl FieldCipher {
@@ -653,38 +737,76 @@ impl FieldCipher {
         Self(LessSafeKey::new(unbound))
     }
 
-    fn seal(&self, plain: &str) -> Result<Vec<u8>, StoreError> {
+    fn nonce(session: Uuid) -> Nonce {
         let mut nonce = [0u8; NONCE_LEN];
-        rand::rng().fill_bytes(&mut nonce);
-        let mut data = plain.as_bytes().to_vec();
-        self.0
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut data)
-            .map_err(|_| corrupt("cannot encrypt"))?;
-        Ok([nonce.as_slice(), &data].concat())
+        nonce.copy_from_slice(&session.as_bytes()[..NONCE_LEN]);
+        Nonce::assume_unique_for_key(nonce)
     }
 
-    fn open(&self, sealed: &[u8]) -> Result<String, StoreError> {
-        if sealed.len() < NONCE_LEN {
-            return Err(corrupt("sealed field too short"));
-        }
-        let (nonce, body) = sealed.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| corrupt("nonce"))?;
-        let mut data = body.to_vec();
+    fn seal(&self, session: Uuid, e164: &str) -> Result<Vec<u8>, StoreError> {
+        let mut data = pack_digits(e164)?;
+        self.0
+            .seal_in_place_append_tag(
+                Self::nonce(session),
+                Aad::from(session.as_bytes()),
+                &mut data,
+            )
+            .map_err(|_| corrupt("cannot encrypt"))?;
+        Ok(data)
+    }
+
+    fn open(&self, session: Uuid, sealed: &[u8]) -> Result<String, StoreError> {
+        let mut data = sealed.to_vec();
         let plain = self
             .0
-            .open_in_place(nonce, Aad::empty(), &mut data)
+            .open_in_place(
+                Self::nonce(session),
+                Aad::from(session.as_bytes()),
+                &mut data,
+            )
             .map_err(|_| corrupt("sealed field does not open (was otp.secret changed?)"))?;
-        String::from_utf8(plain.to_vec()).map_err(|_| corrupt("sealed field is not text"))
+        unpack_digits(plain)
     }
 }
 
-/// Adds a session to its user's index; the index TTL only ever grows.
-const INDEX_ADD: &str = r#"
-redis.call('SADD', KEYS[1], ARGV[1])
-local want = tonumber(ARGV[2])
-if redis.call('PTTL', KEYS[1]) < want then redis.call('PEXPIRE', KEYS[1], want) end
-return 1
-"#;
+/// `+919876543210` → `91 98 76 54 32 10`, an odd count padded with the nibble F.
+fn pack_digits(e164: &str) -> Result<Vec<u8>, StoreError> {
+    let digits = e164.strip_prefix('+').unwrap_or(e164).as_bytes();
+    if digits.is_empty() || digits.len() > 15 || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(corrupt("not an E.164 number"));
+    }
+    Ok(digits
+        .chunks(2)
+        .map(|pair| {
+            let hi = pair[0] - b'0';
+            let lo = pair.get(1).map_or(0xF, |d| d - b'0');
+            hi << 4 | lo
+        })
+        .collect())
+}
+
+fn unpack_digits(packed: &[u8]) -> Result<String, StoreError> {
+    let mut out = String::with_capacity(1 + packed.len() * 2);
+    out.push('+');
+    for (i, nibble) in packed.iter().flat_map(|b| [b >> 4, b & 0xF]).enumerate() {
+        match nibble {
+            0..=9 => out.push(char::from(b'0' + nibble)),
+            0xF if i == packed.len() * 2 - 1 => {}
+            _ => return Err(corrupt("sealed number")),
+        }
+    }
+    Ok(out)
+}
+
+fn put_ms(buf: &mut Vec<u8>, ms: Millis) {
+    buf.extend_from_slice(&(ms.clamp(0, MAX_U48) as u64).to_be_bytes()[2..]);
+}
+
+fn ms_at(v: &[u8], at: usize) -> Millis {
+    let mut be = [0u8; 8];
+    be[2..].copy_from_slice(&v[at..at + 6]);
+    u64::from_be_bytes(be) as Millis
+}
 
 pub struct RedisSessionStore {
     conn: RedisConn,
@@ -692,8 +814,9 @@ pub struct RedisSessionStore {
     /// Pub/sub channel announcing ended sessions to every replica's local cache.
     ended_channel: String,
     cipher: FieldCipher,
+    create: Script,
     rotate: Script,
-    index_add: Script,
+    end_all: Script,
 }
 
 impl RedisSessionStore {
@@ -703,69 +826,126 @@ impl RedisSessionStore {
             prefix: prefix.to_owned(),
             ended_channel: ended_channel(prefix),
             cipher,
+            create: Script::new(SESS_CREATE),
             rotate: Script::new(SESS_ROTATE),
-            index_add: Script::new(INDEX_ADD),
+            end_all: Script::new(SESS_END_ALL),
         }
     }
 
-    fn key(&self, id: Uuid) -> String {
-        format!("{}sess:{{{}}}", self.prefix, id.simple())
+    /// The hash tag that puts a user's sessions and epoch in one cluster slot: the first 12
+    /// bytes of the user id, base64url (short, so a session key stays within 48 bytes).
+    fn tag(user_id: Uuid) -> String {
+        URL_SAFE_NO_PAD.encode(&user_id.as_bytes()[..12])
     }
 
-    async fn announce_ended(&self, id: Uuid) -> Result<(), StoreError> {
+    /// `P s:{T}` + the session id's 16 raw bytes.
+    fn key(&self, r: SessionRef) -> Vec<u8> {
+        let mut key = format!("{}s:{{{}}}", self.prefix, Self::tag(r.user_id)).into_bytes();
+        key.extend_from_slice(r.id.as_bytes());
+        key
+    }
+
+    /// `P e:{T}` + the user id: the user's session epoch, present once they have logged out
+    /// everywhere.
+    fn epoch_key(&self, user_id: Uuid) -> Vec<u8> {
+        format!(
+            "{}e:{{{}}}{}",
+            self.prefix,
+            Self::tag(user_id),
+            user_id.simple()
+        )
+        .into_bytes()
+    }
+
+    async fn announce(&self, ended: Ended) -> Result<(), StoreError> {
         let _: i64 = self
             .conn
             .cmd(
                 redis::cmd("PUBLISH")
                     .arg(&self.ended_channel)
-                    .arg(id.simple().to_string()),
+                    .arg(ended.payload()),
             )
             .await?;
         Ok(())
     }
 
-    fn user_key(&self, user: Uuid) -> String {
-        format!("{}user:{{{}}}", self.prefix, user.simple())
+    /// A session's value without its leading epoch (the create script stamps that).
+    fn encode(&self, s: &SessionRecord) -> Result<Vec<u8>, StoreError> {
+        let sealed = self.cipher.seal(s.id, &s.phone_e164)?;
+        let phone_len = u8::try_from(sealed.len()).map_err(|_| corrupt("sealed number size"))?;
+        let mut v = Vec::with_capacity(AT_PHONE - AT_CREATED + sealed.len() + 64);
+        put_ms(&mut v, s.created_at);
+        put_ms(&mut v, s.expires_at);
+        put_ms(&mut v, s.absolute_expires_at);
+        v.extend_from_slice(&s.refresh_hash);
+        v.push(phone_len);
+        v.extend_from_slice(&sealed);
+        for h in s
+            .previous_hashes
+            .iter()
+            .rev()
+            .take(REMEMBERED_ROTATIONS)
+            .rev()
+        {
+            v.extend_from_slice(h);
+        }
+        Ok(v)
     }
 
-    /// Builds a record from `HGETALL` field/value pairs.
-    fn record(
+    /// Reads a stored value; `None` if the user has since ended every session (its epoch is
+    /// no longer the user's).
+    fn decode(
         &self,
-        id: Uuid,
-        pairs: Vec<(String, Vec<u8>)>,
+        r: SessionRef,
+        v: &[u8],
+        epoch: u64,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        if pairs.is_empty() {
+        if v.len() < AT_PHONE {
+            return Err(corrupt("session record too short"));
+        }
+        if u64::from(u16::from_be_bytes([v[AT_EPOCH], v[AT_EPOCH + 1]])) != epoch % 65_536 {
             return Ok(None);
         }
-        let get = |name: &str| {
-            pairs
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_slice())
+        let phone_end = AT_PHONE + usize::from(v[AT_PHONE_LEN]);
+        let (Some(sealed), Some(prev)) = (v.get(AT_PHONE..phone_end), v.get(phone_end..)) else {
+            return Err(corrupt("session record too short"));
         };
-        let text = |name: &str| -> Result<String, StoreError> {
-            get(name)
-                .and_then(|v| std::str::from_utf8(v).ok())
-                .map(str::to_owned)
-                .ok_or_else(|| corrupt(name))
-        };
-        let ms = |name: &str| -> Result<Millis, StoreError> {
-            text(name)?.parse().map_err(|_| corrupt(name))
-        };
-        let hash32 = |v: &[u8]| -> Result<TokenHash, StoreError> {
-            v.try_into().map_err(|_| corrupt("hash length"))
-        };
-        let prev = get("prev").unwrap_or_default();
+        if prev.len() % 8 != 0 {
+            return Err(corrupt("remembered rotations"));
+        }
+        let mut refresh_hash = [0u8; 32];
+        refresh_hash.copy_from_slice(&v[AT_HASH..AT_HASH + 32]);
         Ok(Some(SessionRecord {
-            id,
-            user_id: Uuid::parse_str(&text("u")?).map_err(|_| corrupt("u"))?,
-            phone_e164: self.cipher.open(get("p").ok_or_else(|| corrupt("p"))?)?,
-            refresh_hash: hash32(get("rh").ok_or_else(|| corrupt("rh"))?)?,
-            previous_hashes: prev.chunks(32).map(hash32).collect::<Result<_, _>>()?,
-            created_at: ms("c")?,
-            expires_at: ms("exp")?,
-            absolute_expires_at: ms("abs")?,
+            id: r.id,
+            user_id: r.user_id,
+            phone_e164: self.cipher.open(r.id, sealed)?,
+            refresh_hash,
+            previous_hashes: prev
+                .chunks_exact(8)
+                .map(|c| {
+                    let mut h = [0u8; 8];
+                    h.copy_from_slice(c);
+                    h
+                })
+                .collect(),
+            created_at: ms_at(v, AT_CREATED),
+            expires_at: ms_at(v, AT_EXPIRES),
+            absolute_expires_at: ms_at(v, AT_ABSOLUTE),
         }))
+    }
+
+    /// The session's value and the user's epoch, in one round trip (one slot: `MGET` works on
+    /// a cluster too).
+    async fn read(&self, r: SessionRef) -> Result<(Option<Vec<u8>>, u64), StoreError> {
+        let (value, epoch): (Option<Vec<u8>>, Option<u64>) = self
+            .conn
+            .cmd(
+                redis::cmd("MGET")
+                    .arg(self.key(r))
+                    .arg(self.epoch_key(r.user_id)),
+            )
+            .await?;
+        Ok((value, epoch.unwrap_or(0)))
     }
 }
 
@@ -773,61 +953,35 @@ impl RedisSessionStore {
 impl SessionStore for RedisSessionStore {
     async fn create(&self, s: SessionRecord) -> Result<(), StoreError> {
         let now = s.created_at;
-        let sealed = self.cipher.seal(&s.phone_e164)?;
-        let prev: Vec<u8> = s.previous_hashes.concat();
-        // Index first: a crash between the two leaves an index entry to nothing (harmless),
-        // never a session that `all_sessions` cannot find.
-        let ukey = self.user_key(s.user_id);
+        let value = self.encode(&s)?;
         let _: i64 = self
             .conn
-            .eval(
-                &self.index_add,
-                &ukey,
+            .eval_keys(
+                &self.create,
+                &[&self.key(s.key()), &self.epoch_key(s.user_id)],
                 &[
-                    s.id.simple().to_string().as_bytes(),
+                    &value,
+                    &num((s.expires_at - now).max(1)),
                     &num((s.absolute_expires_at - now).max(1)),
                 ],
             )
             .await?;
-        let key = self.key(s.id);
-        let mut create = redis::pipe();
-        create
-            .atomic()
-            .cmd("HSET")
-            .arg(&key)
-            .arg("u")
-            .arg(s.user_id.to_string())
-            .arg("p")
-            .arg(sealed)
-            .arg("rh")
-            .arg(s.refresh_hash.as_slice())
-            .arg("prev")
-            .arg(prev)
-            .arg("c")
-            .arg(s.created_at)
-            .arg("exp")
-            .arg(s.expires_at)
-            .arg("abs")
-            .arg(s.absolute_expires_at)
-            .ignore()
-            .cmd("PEXPIRE")
-            .arg(&key)
-            .arg((s.expires_at - now).max(1))
-            .ignore();
-        self.conn.pipeline::<()>(&create).await
+        Ok(())
     }
 
-    async fn get(&self, id: Uuid, now: Millis) -> Result<Option<SessionRecord>, StoreError> {
-        let pairs: Vec<(String, Vec<u8>)> = self
-            .conn
-            .cmd(redis::cmd("HGETALL").arg(self.key(id)))
-            .await?;
-        Ok(self.record(id, pairs)?.filter(|r| r.expires_at > now))
+    async fn get(&self, r: SessionRef, now: Millis) -> Result<Option<SessionRecord>, StoreError> {
+        let (value, epoch) = self.read(r).await?;
+        let Some(value) = value else {
+            return Ok(None);
+        };
+        Ok(self
+            .decode(r, &value, epoch)?
+            .filter(|s| s.expires_at > now))
     }
 
     async fn rotate(
         &self,
-        id: Uuid,
+        r: SessionRef,
         presented: &TokenHash,
         new_hash: TokenHash,
         new_expires_at: Millis,
@@ -835,17 +989,17 @@ impl SessionStore for RedisSessionStore {
     ) -> Result<Rotation, StoreError> {
         let reply: Vec<Value> = self
             .conn
-            .eval(
+            .eval_keys(
                 &self.rotate,
-                &self.key(id),
+                &[&self.key(r), &self.epoch_key(r.user_id)],
                 &[
                     presented,
                     &new_hash,
-                    &num(new_expires_at),
+                    &num(new_expires_at.clamp(0, MAX_U48)),
                     &num(now),
-                    &num(REMEMBERED_ROTATIONS),
+                    &num(8 * REMEMBERED_ROTATIONS),
                     self.ended_channel.as_bytes(),
-                    id.simple().to_string().as_bytes(),
+                    Ended::Session(r.id).payload().as_bytes(),
                 ],
             )
             .await?;
@@ -855,49 +1009,39 @@ impl SessionStore for RedisSessionStore {
             .ok_or_else(|| corrupt("rotate reply"))?;
         match (tag, reply.get(1)) {
             (1, Some(v)) => {
-                let pairs: Vec<(String, Vec<u8>)> =
+                let value: Vec<u8> =
                     redis::from_redis_value_ref(v).map_err(|_| corrupt("rotate record"))?;
-                self.record(id, pairs)?
+                // The script checked the epoch; decode against the one the value carries.
+                let epoch = u64::from(u16::from_be_bytes([value[0], value[1]]));
+                self.decode(r, &value, epoch)?
                     .map(Rotation::Rotated)
                     .ok_or_else(|| corrupt("rotated record vanished"))
             }
-            (2, Some(v)) => {
-                let user: String =
-                    redis::from_redis_value_ref(v).map_err(|_| corrupt("rotate user"))?;
-                let user_id = Uuid::parse_str(&user).map_err(|_| corrupt("rotate user"))?;
-                Ok(Rotation::Reused { user_id })
-            }
+            (2, _) => Ok(Rotation::Reused),
             _ => Ok(Rotation::Invalid),
         }
     }
 
-    async fn revoke(&self, id: Uuid) -> Result<bool, StoreError> {
-        let n: i64 = self.conn.cmd(redis::cmd("DEL").arg(self.key(id))).await?;
-        self.announce_ended(id).await?;
+    async fn revoke(&self, r: SessionRef) -> Result<bool, StoreError> {
+        let n: i64 = self.conn.cmd(redis::cmd("DEL").arg(self.key(r))).await?;
+        self.announce(Ended::Session(r.id)).await?;
         Ok(n == 1)
     }
 
-    async fn revoke_all(&self, user_id: Uuid) -> Result<usize, StoreError> {
-        let ukey = self.user_key(user_id);
-        let ids: Vec<String> = self.conn.cmd(redis::cmd("SMEMBERS").arg(&ukey)).await?;
-        let mut ended = 0;
-        // One DEL per session: on a cluster each lives in its own slot.
-        for id in &ids {
-            let Ok(sid) = Uuid::parse_str(id) else {
-                continue;
-            };
-            let n: i64 = self.conn.cmd(redis::cmd("DEL").arg(self.key(sid))).await?;
-            self.announce_ended(sid).await?;
-            ended += n as usize;
-        }
-        // Remove only what was read: a session a replica adds meanwhile stays findable.
-        if !ids.is_empty() {
-            let _: i64 = self
-                .conn
-                .cmd(redis::cmd("SREM").arg(&ukey).arg(&ids))
-                .await?;
-        }
-        Ok(ended)
+    async fn revoke_all(&self, user_id: Uuid) -> Result<(), StoreError> {
+        let _: i64 = self
+            .conn
+            .eval_keys(
+                &self.end_all,
+                &[&self.epoch_key(user_id)],
+                &[
+                    &num(EPOCH_KEEP_MS),
+                    self.ended_channel.as_bytes(),
+                    Ended::User(user_id).payload().as_bytes(),
+                ],
+            )
+            .await?;
+        Ok(())
     }
 }
 
@@ -971,21 +1115,20 @@ mod tests {
             absolute_expires_at: now + 60_000,
         };
         sessions.create(rec.clone()).await.unwrap();
-        let raw: Vec<(String, Vec<u8>)> = c
-            .cmd(redis::cmd("HGETALL").arg(sessions.key(rec.id)))
+        let value: Vec<u8> = c
+            .cmd(redis::cmd("GET").arg(sessions.key(rec.key())))
             .await
             .unwrap();
-        let dump: Vec<u8> = raw
-            .iter()
-            .flat_map(|(k, v)| [k.as_bytes(), v.as_slice()].concat())
-            .collect();
-        assert!(
-            !dump.windows(10).any(|w| w == b"9876543210"),
-            "phone number in plain form"
-        );
+        let packed = [0x91, 0x98, 0x76, 0x54, 0x32, 0x10];
+        for plain in [&b"9876543210"[..], &packed] {
+            assert!(
+                !value.windows(plain.len()).any(|w| w == plain),
+                "phone number in plain form"
+            );
+        }
         assert_eq!(
             sessions
-                .get(rec.id, rec.created_at)
+                .get(rec.key(), rec.created_at)
                 .await
                 .unwrap()
                 .unwrap()
@@ -995,15 +1138,69 @@ mod tests {
         // Another key cannot read it (and says why, without the value).
         let other = RedisSessionStore::new(c.clone(), &p, FieldCipher::new([8; 32]));
         assert!(matches!(
-            other.get(rec.id, rec.created_at).await,
+            other.get(rec.key(), rec.created_at).await,
+            Err(StoreError::Corrupt(_))
+        ));
+        // Nor can another session: the sealed number is bound to its session id.
+        let moved = SessionRef {
+            user_id: rec.user_id,
+            id: Uuid::new_v4(),
+        };
+        let _: () = c
+            .cmd(redis::cmd("SET").arg(sessions.key(moved)).arg(&value))
+            .await
+            .unwrap();
+        assert!(matches!(
+            sessions.get(moved, rec.created_at).await,
             Err(StoreError::Corrupt(_))
         ));
 
-        let keys: Vec<String> = c
+        let keys: Vec<Vec<u8>> = c
             .cmd(redis::cmd("KEYS").arg(format!("{p}*")))
             .await
             .unwrap();
-        assert!(keys.iter().all(|k| !k.contains("9876543210")), "{keys:?}");
+        assert_eq!(keys.len(), 2, "the session and its copy; no index");
+        for k in &keys {
+            for plain in [&b"9876543210"[..], &packed] {
+                assert!(!k.windows(plain.len()).any(|w| w == plain));
+            }
+        }
+    }
+
+    #[test]
+    fn numbers_pack_two_digits_to_a_byte_and_back() {
+        for n in ["+919876543210", "+1", "+44207946000", "+123456789012345"] {
+            let packed = pack_digits(n).unwrap();
+            assert_eq!(packed.len(), (n.len() - 1).div_ceil(2), "{n}");
+            assert_eq!(unpack_digits(&packed).unwrap(), n);
+        }
+        for bad in ["", "+", "+91abc", "+1234567890123456", "+९१९८७६५४३२१०"]
+        {
+            assert!(pack_digits(bad).is_err(), "{bad:?}");
+        }
+        assert!(unpack_digits(&[0x9A]).is_err(), "a nibble above 9");
+        assert!(unpack_digits(&[0xF1]).is_err(), "padding only at the end");
+    }
+
+    #[tokio::test]
+    async fn a_new_session_costs_under_100_bytes_of_value_and_a_short_key() {
+        let (c, _) = fresh().await;
+        let sessions = RedisSessionStore::new(c, "arogya:", FieldCipher::new([9; 32]));
+        let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+        let rec = SessionRecord {
+            id: Uuid::new_v4(),
+            user_id: Uuid::new_v4(),
+            phone_e164: "+919876543210".into(),
+            refresh_hash: [3; 32],
+            previous_hashes: vec![],
+            created_at: now,
+            expires_at: now + 60_000,
+            absolute_expires_at: now + 60_000,
+        };
+        // The sizes the memory figure in docs/BENCHMARKS.md rests on, with the default prefix:
+        // a 43-byte key and a 75-byte value (jemalloc classes 48 and 80 with their headers).
+        assert_eq!(sessions.key(rec.key()).len(), 43);
+        assert_eq!(2 + sessions.encode(&rec).unwrap().len(), 75);
     }
 
     #[tokio::test]
@@ -1040,16 +1237,24 @@ mod tests {
             expires_at: now + 30_000,
             absolute_expires_at: now + 90_000,
         };
+        let user = s.user_id;
         sessions.create(s).await.unwrap();
-        let keys: Vec<String> = c
+        sessions.revoke_all(user).await.unwrap(); // writes the user's epoch key
+        let keys: Vec<Vec<u8>> = c
             .cmd(redis::cmd("KEYS").arg(format!("{p}*")))
             .await
             .unwrap();
-        assert_eq!(keys.len(), 4, "{keys:?}");
+        assert_eq!(keys.len(), 4, "otp, rate limit, session, epoch: {keys:?}");
         for k in keys {
+            let shown = String::from_utf8_lossy(&k);
             let ttl: i64 = c.cmd(redis::cmd("PTTL").arg(&k)).await.unwrap();
-            assert!(ttl > 0, "{k} has no TTL ({ttl})");
-            assert!(k.contains('{') && k.ends_with('}'), "{k} lacks a hash tag");
+            assert!(ttl > 0, "{shown} has no TTL ({ttl})");
+            let open = k.iter().position(|&b| b == b'{');
+            let close = k.iter().position(|&b| b == b'}');
+            assert!(
+                matches!((open, close), (Some(o), Some(c)) if c > o + 1),
+                "{shown} lacks a hash tag"
+            );
         }
     }
 

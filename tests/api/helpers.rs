@@ -95,7 +95,8 @@ impl Drop for Scratch {
                         if let Ok(client) = redis::Client::open(REDIS_URL)
                             && let Ok(mut c) = client.get_multiplexed_async_connection().await
                         {
-                            let keys: Vec<String> = redis::cmd("KEYS")
+                            // Session keys end in raw bytes: not text.
+                            let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
                                 .arg(format!("{prefix}*"))
                                 .query_async(&mut c)
                                 .await

@@ -14,7 +14,8 @@ struct Pair {
 }
 
 /// Two replicas sharing Redis (one key prefix), PostgreSQL (one database), the OTP secret
-/// and the signing key, as a deployment would.
+/// and the signing key, as a deployment would. Without `rate_limits` the resend cooldown is
+/// off too, so one person can sign in twice.
 async fn replicas(rate_limits: bool) -> Pair {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("signing.pem");
@@ -27,6 +28,9 @@ async fn replicas(rate_limits: bool) -> Pair {
         c.database_url = Some(db_url.clone());
         c.jwt.private_key_file = Some(key.clone());
         c.rate_limit.enabled = rate_limits;
+        if !rate_limits {
+            c.otp.resend_cooldown_seconds = 0;
+        }
     };
     let a = TestApp::spawn_with(setup).await;
     let b = TestApp::spawn_with(setup).await;
@@ -188,4 +192,53 @@ async fn a_logout_on_one_replica_is_refused_on_the_other_within_milliseconds() {
     let took = ended.elapsed();
     println!("refused on the other replica after {took:?}");
     assert!(took < std::time::Duration::from_millis(500), "{took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn logging_out_everywhere_on_one_replica_ends_every_session_on_the_other() {
+    let pair = replicas(false).await;
+    let (a, b) = (&pair.a, &pair.b);
+    let phone = "+919812300077";
+    let first = a.sign_in(phone).await;
+    let second = b.sign_in(phone).await;
+    let other = a.sign_in(PHONE).await;
+    // Warm b's cache with all three.
+    for token in [
+        &first.access_token,
+        &second.access_token,
+        &other.access_token,
+    ] {
+        for _ in 0..3 {
+            b.validate(token).await.unwrap();
+        }
+    }
+    a.logout(&first.refresh_token, true).await.unwrap();
+    let ended = std::time::Instant::now();
+    let deadline = ended + std::time::Duration::from_secs(2);
+    for token in [&first.access_token, &second.access_token] {
+        loop {
+            match b.validate(token).await {
+                Err(s) => {
+                    assert_eq!(s.code(), Code::Unauthenticated);
+                    break;
+                }
+                Ok(_) => assert!(
+                    std::time::Instant::now() < deadline,
+                    "b still accepts a session ended everywhere"
+                ),
+            }
+        }
+    }
+    let took = ended.elapsed();
+    println!("both sessions refused on the other replica after {took:?}");
+    assert!(took < std::time::Duration::from_millis(500), "{took:?}");
+    // Neither session can be refreshed back, on either replica.
+    for (app, token) in [(a, &second.refresh_token), (b, &first.refresh_token)] {
+        let s = app.refresh(token).await.unwrap_err();
+        assert_eq!(s.code(), Code::Unauthenticated);
+    }
+    // Another person's session lives on; and the same person can sign in again.
+    b.validate(&other.access_token).await.unwrap();
+    let again = b.sign_in(phone).await;
+    a.validate(&again.access_token).await.unwrap();
 }
