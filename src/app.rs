@@ -95,13 +95,13 @@ impl App {
 
         let policy = Policy::from_config(&config, sms.as_ref(), message);
         let database = match &config.database_url {
-            Some(u) => redact_url(u),
+            Some(u) => crate::config::redact_url(u),
             None => format!("sqlite file {}", config.database.sqlite_path.display()),
         };
         tracing::info!(
             env = ?config.env,
             state = %match &config.redis_url {
-                Some(url) => format!("redis {} (prefix {})", redact_url(url), config.redis.key_prefix),
+                Some(url) => format!("redis {} (prefix {})", crate::config::redact_url(url), config.redis.key_prefix),
                 None => "in-memory (lost on restart; single replica only)".to_owned(),
             },
             database = %database,
@@ -126,7 +126,7 @@ impl App {
                 Ok(Err(e)) if conn.ping().await.is_ok() => return Err(e.into()),
                 Ok(Err(_)) | Err(_) => {
                     tracing::warn!(
-                        database = %redact_url(&url),
+                        database = %crate::config::redact_url(&url),
                         "database not reachable at start-up; migrations will run when it answers, health NOT_SERVING until then"
                     );
                     migrations_pending = true;
@@ -438,32 +438,6 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
-/// A database URL without its password (in the user part or a `password=` parameter), for
-/// the start-up log.
-fn redact_url(url: &str) -> String {
-    let mut out = match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}://{user}:***@{}", &url[..s], &url[at + 1..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    };
-    if let Some(q) = out.find('?') {
-        let params: Vec<String> = out[q + 1..]
-            .split('&')
-            .map(|p| match p.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                _ => p.to_owned(),
-            })
-            .collect();
-        out = format!("{}?{}", &out[..q], params.join("&"));
-    }
-    out
-}
-
 /// Completes on SIGTERM or SIGINT (Ctrl-C). The handlers are installed when this is called,
 /// not when the future is first polled: call it before start-up work, so a SIGTERM that
 /// arrives while the service is still starting is a clean shutdown rather than a kill.
@@ -501,15 +475,15 @@ mod tests {
     #[test]
     fn database_passwords_never_reach_the_log() {
         assert_eq!(
-            super::redact_url("postgres://app:s3cret@db:5432/auth"),
+            crate::config::redact_url("postgres://app:s3cret@db:5432/auth"),
             "postgres://app:***@db:5432/auth"
         );
         assert_eq!(
-            super::redact_url("postgres://app@db/auth?sslmode=require&password=s3cret"),
+            crate::config::redact_url("postgres://app@db/auth?sslmode=require&password=s3cret"),
             "postgres://app@db/auth?sslmode=require&password=***"
         );
         assert_eq!(
-            super::redact_url("sqlite://x.db?mode=rwc"),
+            crate::config::redact_url("sqlite://x.db?mode=rwc"),
             "sqlite://x.db?mode=rwc"
         );
     }

@@ -30,6 +30,9 @@ enum Command {
     Migrate,
     /// Print a new Ed25519 signing key (PKCS#8 PEM) for AROGYA_JWT__PRIVATE_KEY_FILE.
     GenKey,
+    /// Print the effective configuration (secrets masked) and every problem with it; exit
+    /// non-zero if it is invalid, or unsafe for AROGYA_ENV=production.
+    CheckConfig,
 }
 
 fn main() -> ExitCode {
@@ -45,6 +48,9 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(&e.to_string()),
         };
+    }
+    if let Some(Command::CheckConfig) = cli.command {
+        return check_config(cli.config.as_deref());
     }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
@@ -87,6 +93,33 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }
+}
+
+fn check_config(file: Option<&std::path::Path>) -> ExitCode {
+    let config = match Config::inspect(file) {
+        Ok(c) => c,
+        Err(e) => return fail(&e.to_string()),
+    };
+    print!("{}", config.masked_report());
+    let problems = config.production_problems();
+    if config.is_production() {
+        if problems.is_empty() {
+            println!("# ok: safe for production");
+            return ExitCode::SUCCESS;
+        }
+        for p in &problems {
+            println!("# unsafe: {p}");
+        }
+        return fail(&format!(
+            "{} setting(s) unsafe for production (listed above)",
+            problems.len()
+        ));
+    }
+    for p in &problems {
+        println!("# would be refused in production: {p}");
+    }
+    println!("# ok: valid for development");
+    ExitCode::SUCCESS
 }
 
 fn fail(message: &str) -> ExitCode {

@@ -383,11 +383,54 @@ impl Config {
     }
 
     pub fn from_figment(fig: Figment) -> Result<Self, ConfigError> {
+        let cfg = Self::extract(fig)?;
+        cfg.refuse_unsafe_production()?;
+        Ok(cfg)
+    }
+
+    /// Defaults ← `file` ← environment with every value checked, but an unsafe production
+    /// configuration not refused: for `check-config`, which reports it.
+    pub fn inspect(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::extract(Self::figment(file))
+    }
+
+    fn extract(fig: Figment) -> Result<Self, ConfigError> {
         let cfg: Config = fig
             .extract()
             .map_err(|e| ConfigError::Invalid(describe(e)))?;
-        cfg.validate()?;
+        cfg.check_values()?;
         Ok(cfg)
+    }
+
+    /// The effective configuration, one `NAME = value` line per setting under the names an
+    /// operator sets, secrets shown only as set or unset and passwords in URLs masked.
+    pub fn masked_report(&self) -> String {
+        let mut lines = Vec::new();
+        let value = serde_json::to_value(self).unwrap_or_default();
+        flatten("", &value, &mut lines);
+        let mut set_or_not = |key: &str, v: &Option<SecretString>| {
+            let shown = if v.is_some() {
+                "(set, not shown)"
+            } else {
+                "(unset)"
+            };
+            lines.push((key.to_owned(), shown.to_owned()));
+        };
+        set_or_not("otp.secret", &self.otp.secret);
+        set_or_not("sms.twilio.auth_token", &self.sms.twilio.auth_token);
+        set_or_not("sms.msg91.auth_key", &self.sms.msg91.auth_key);
+        lines.sort();
+        lines
+            .into_iter()
+            .map(|(key, v)| {
+                let v = if key.ends_with("_url") {
+                    redact_url(&v)
+                } else {
+                    v
+                };
+                format!("{} = {v}\n", env_name(&key))
+            })
+            .collect()
     }
 
     /// Settings for tests: port 0, no rate limits, fixed secret, SQLite in a given file.
@@ -409,6 +452,22 @@ impl Config {
 
     /// Checks values that parse but make no sense, then (in production) every unsafe default.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check_values()?;
+        self.refuse_unsafe_production()
+    }
+
+    fn refuse_unsafe_production(&self) -> Result<(), ConfigError> {
+        if self.is_production() {
+            let problems = self.production_problems();
+            if !problems.is_empty() {
+                return Err(ConfigError::Unsafe(problems));
+            }
+        }
+        Ok(())
+    }
+
+    /// Values that parse but make no sense.
+    fn check_values(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, why: &str| {
             Err(ConfigError::Invalid(format!(
                 "{} ({key}): {why}",
@@ -537,14 +596,7 @@ impl Config {
                 "must be between 1024 and 16777216",
             );
         }
-        self.validate_sms()?;
-        if self.is_production() {
-            let problems = self.production_problems();
-            if !problems.is_empty() {
-                return Err(ConfigError::Unsafe(problems));
-            }
-        }
-        Ok(())
+        self.validate_sms()
     }
 
     /// Each real provider in use has its credentials; DLT fields are set for India; the
@@ -871,6 +923,61 @@ where
                 .map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))
         })
         .collect()
+}
+
+/// `{"otp": {"ttl_seconds": 600}}` → `("otp.ttl_seconds", "600")`.
+fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        Value::Array(items) => {
+            let parts: Vec<String> = items
+                .iter()
+                .map(|i| match i {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect();
+            out.push((prefix.to_owned(), parts.join(",")));
+        }
+        Value::Null => out.push((prefix.to_owned(), "(unset)".into())),
+        Value::String(s) => out.push((prefix.to_owned(), s.clone())),
+        other => out.push((prefix.to_owned(), other.to_string())),
+    }
+}
+
+/// `redis://user:pw@host` → `redis://user:***@host`; a `password=` query parameter too.
+pub fn redact_url(url: &str) -> String {
+    let mut out = match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}://{user}:***@{}", &url[..s], &url[at + 1..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    };
+    if let Some(q) = out.find('?') {
+        let params: Vec<String> = out[q + 1..]
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => p.to_owned(),
+            })
+            .collect();
+        out = format!("{}?{}", &out[..q], params.join("&"));
+    }
+    out
 }
 
 fn ser_list<S: serde::Serializer, T: std::fmt::Display>(v: &[T], s: S) -> Result<S::Ok, S::Error> {

@@ -475,3 +475,120 @@ fn migrate_applies_the_schema_to_postgres_and_start_up_can_skip_it() {
         "start-up skipped migrations"
     );
 }
+
+/// A whole production configuration: every setting `check-config` and start-up insist on.
+fn production_env(cmd: &mut Command, key_file: &std::path::Path) {
+    for (k, v) in [
+        ("AROGYA_ENV", "production"),
+        ("AROGYA_SMS__PROVIDER", "twilio"),
+        (
+            "AROGYA_SMS__TWILIO__ACCOUNT_SID",
+            "AC00000000000000000000000000000000",
+        ),
+        (
+            "AROGYA_SMS__TWILIO__AUTH_TOKEN",
+            "twilio-token-do-not-print",
+        ),
+        ("AROGYA_SMS__TWILIO__FROM", "+15005550006"),
+        (
+            "AROGYA_SMS__DLT__TEMPLATE",
+            "{#var#} is your {#var#} sign-in code. It expires in {#var#} min. Never share it with anyone.",
+        ),
+        ("AROGYA_SMS__DLT__TEMPLATE_ID", "1107161234567890123"),
+        ("AROGYA_SMS__DLT__ENTITY_ID", "1101161234567890123"),
+        ("AROGYA_SMS__DLT__SENDER", "AROGYA"),
+        ("AROGYA_OTP__SECRET", "otp-secret-do-not-print-0123456789"),
+        ("AROGYA_CORS__ALLOWED_ORIGINS", "https://vault.example.in"),
+        ("REDIS_URL", "redis://:redis-pw-do-not-print@10.0.0.5:6379/"),
+        (
+            "DATABASE_URL",
+            "postgres://auth:pg-pw-do-not-print@10.0.0.6/auth",
+        ),
+    ] {
+        cmd.env(k, v);
+    }
+    cmd.env("AROGYA_JWT__PRIVATE_KEY_FILE", key_file);
+}
+
+#[test]
+fn check_config_prints_every_setting_masked_and_passes_a_safe_production_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("signing.pem");
+    std::fs::write(&key, arogya_auth::session::KeyRing::generate_pem().unwrap()).unwrap();
+    let mut cmd = bin();
+    production_env(&mut cmd, &key);
+    let out = cmd.arg("check-config").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("# ok: safe for production"), "{text}");
+    for line in [
+        "AROGYA_ENV = production",
+        "AROGYA_OTP__SECRET = (set, not shown)",
+        "AROGYA_SMS__TWILIO__AUTH_TOKEN = (set, not shown)",
+        "AROGYA_SMS__MSG91__AUTH_KEY = (unset)",
+        "AROGYA_OTP__TTL_SECONDS = 600",
+        "DATABASE_URL = postgres://auth:***@10.0.0.6/auth",
+        "REDIS_URL = redis://:***@10.0.0.5:6379/",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line:?} missing:\n{text}");
+    }
+    let all = format!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        !all.contains("do-not-print"),
+        "a secret was printed:\n{all}"
+    );
+}
+
+#[test]
+fn check_config_fails_an_unsafe_production_config_naming_each_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("signing.pem");
+    std::fs::write(&key, arogya_auth::session::KeyRing::generate_pem().unwrap()).unwrap();
+    let mut cmd = bin();
+    production_env(&mut cmd, &key);
+    let out = cmd
+        .env_remove("REDIS_URL")
+        .env("AROGYA_RATE_LIMIT__ENABLED", "false")
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let unsafe_lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("# unsafe:"))
+        .collect();
+    assert_eq!(unsafe_lines.len(), 2, "{text}");
+    assert!(unsafe_lines.iter().any(|l| l.contains("REDIS_URL")));
+    assert!(
+        unsafe_lines
+            .iter()
+            .any(|l| l.contains("AROGYA_RATE_LIMIT__ENABLED"))
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2 setting(s) unsafe for production"));
+    assert!(!text.contains("do-not-print"));
+
+    // Development: the same defaults are only warned about.
+    let out = bin().arg("check-config").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("# would be refused in production: REDIS_URL"),
+        "{text}"
+    );
+    assert!(text.contains("# ok: valid for development"));
+
+    // A value that does not parse: non-zero, one line naming it, nothing printed as valid.
+    let out = bin()
+        .env("AROGYA_OTP__TTL_SECONDS", "ten minutes")
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AROGYA_OTP__TTL_SECONDS"));
+    assert!(out.stdout.is_empty());
+}
