@@ -102,6 +102,10 @@ impl SessionStore for CachedSessions {
             && self.cache.evictions.load(Ordering::SeqCst) == generation
         {
             self.cache.entries.insert(r.id, (rec.clone(), asked));
+            // An eviction between the check and the insert must win: undo the insert.
+            if self.cache.evictions.load(Ordering::SeqCst) != generation {
+                self.cache.entries.remove(&r.id);
+            }
         }
         Ok(found)
     }

@@ -413,6 +413,22 @@ pub async fn session_store<S: SessionStore>(s: &S) {
     assert_eq!(s.get(c.key(), now).await.unwrap(), None);
     s.revoke_all(user).await.unwrap();
     assert_eq!(s.get(d.key(), now).await.unwrap(), None);
+    // A doctored user id that shares all but its last bytes with the owner's does not reach
+    // the ended session (refresh tokens are not signed: anyone holding one can edit it).
+    let mut bytes = *user.as_bytes();
+    bytes[15] ^= 0x01;
+    let doctored = SessionRef {
+        user_id: Uuid::from_bytes(bytes),
+        id: d.id,
+    };
+    assert_eq!(s.get(doctored, now).await.unwrap(), None);
+    assert_eq!(
+        s.rotate(doctored, &[1; 32], [2; 32], now + 10_000, now)
+            .await
+            .unwrap(),
+        Rotation::Invalid,
+        "a doctored user id does not revive an ended session"
+    );
     assert_eq!(
         s.rotate(d.key(), &[1; 32], [2; 32], now + 10_000, now)
             .await

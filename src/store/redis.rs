@@ -251,6 +251,15 @@ impl RedisConn {
         }
     }
 
+    /// Redis's `maxmemory-policy`, if it answers `CONFIG GET` (managed services may not).
+    pub async fn eviction_policy(&self) -> Option<String> {
+        let reply: Vec<String> = self
+            .cmd(redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy"))
+            .await
+            .ok()?;
+        reply.get(1).cloned()
+    }
+
     /// `PING`, for health checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.cmd::<String>(&redis::cmd("PING")).await.map(|_| ())
@@ -682,6 +691,9 @@ return 1
 const SESS_ROTATE: &str = r#"
 local v = redis.call('GET', KEYS[1])
 if not v then return {0} end
+if #v < 53 or #v < 53 + string.byte(v, 53) or (#v - 53 - string.byte(v, 53)) % 8 ~= 0 then
+  return {3}
+end
 local now = tonumber(ARGV[4])
 local epoch = tonumber(redis.call('GET', KEYS[2]) or '0') % 65536
 if struct.unpack('>I2', v, 1) ~= epoch or struct.unpack('>I6', v, 9) <= now then
@@ -725,8 +737,8 @@ return 1
 /// Encrypts the one personal field a session holds (the phone number), so a Redis dump or a
 /// replica's memory never shows a full number. The number is packed two digits to a byte and
 /// sealed with AES-256-GCM; the nonce is the session id's first 12 bytes (random, and each
-/// session seals exactly one number, once), and the whole id is bound in as associated data,
-/// so a sealed number moved to another session does not open.
+/// session seals exactly one number, once), and the session and user ids are bound in as
+/// associated data, so a sealed number moved to another session does not open.
 pub struct FieldCipher(LessSafeKey);
 
 impl FieldCipher {
@@ -743,27 +755,27 @@ impl FieldCipher {
         Nonce::assume_unique_for_key(nonce)
     }
 
-    fn seal(&self, session: Uuid, e164: &str) -> Result<Vec<u8>, StoreError> {
+    /// Associated data: the session id and its user's id.
+    fn aad(r: SessionRef) -> [u8; 32] {
+        let mut aad = [0u8; 32];
+        aad[..16].copy_from_slice(r.id.as_bytes());
+        aad[16..].copy_from_slice(r.user_id.as_bytes());
+        aad
+    }
+
+    fn seal(&self, r: SessionRef, e164: &str) -> Result<Vec<u8>, StoreError> {
         let mut data = pack_digits(e164)?;
         self.0
-            .seal_in_place_append_tag(
-                Self::nonce(session),
-                Aad::from(session.as_bytes()),
-                &mut data,
-            )
+            .seal_in_place_append_tag(Self::nonce(r.id), Aad::from(Self::aad(r)), &mut data)
             .map_err(|_| corrupt("cannot encrypt"))?;
         Ok(data)
     }
 
-    fn open(&self, session: Uuid, sealed: &[u8]) -> Result<String, StoreError> {
+    fn open(&self, r: SessionRef, sealed: &[u8]) -> Result<String, StoreError> {
         let mut data = sealed.to_vec();
         let plain = self
             .0
-            .open_in_place(
-                Self::nonce(session),
-                Aad::from(session.as_bytes()),
-                &mut data,
-            )
+            .open_in_place(Self::nonce(r.id), Aad::from(Self::aad(r)), &mut data)
             .map_err(|_| corrupt("sealed field does not open (was otp.secret changed?)"))?;
         unpack_digits(plain)
     }
@@ -832,10 +844,14 @@ impl RedisSessionStore {
         }
     }
 
-    /// The hash tag that puts a user's sessions and epoch in one cluster slot: the first 12
-    /// bytes of the user id, base64url (short, so a session key stays within 48 bytes).
+    /// The hash tag that puts a user's sessions and epoch in one cluster slot: 12 bytes of
+    /// SHA-256 of the whole user id, base64url. Short, so a session key stays within 48
+    /// bytes; derived from every byte of the id, so a refresh token with a doctored user id
+    /// names another key (finding a second id with the same tag is 2^96 work), never the
+    /// session under another user's epoch.
     fn tag(user_id: Uuid) -> String {
-        URL_SAFE_NO_PAD.encode(&user_id.as_bytes()[..12])
+        use sha2::{Digest, Sha256};
+        URL_SAFE_NO_PAD.encode(&Sha256::digest(user_id.as_bytes())[..12])
     }
 
     /// `P s:{T}` + the session id's 16 raw bytes.
@@ -871,7 +887,7 @@ impl RedisSessionStore {
 
     /// A session's value without its leading epoch (the create script stamps that).
     fn encode(&self, s: &SessionRecord) -> Result<Vec<u8>, StoreError> {
-        let sealed = self.cipher.seal(s.id, &s.phone_e164)?;
+        let sealed = self.cipher.seal(s.key(), &s.phone_e164)?;
         let phone_len = u8::try_from(sealed.len()).map_err(|_| corrupt("sealed number size"))?;
         let mut v = Vec::with_capacity(AT_PHONE - AT_CREATED + sealed.len() + 64);
         put_ms(&mut v, s.created_at);
@@ -918,7 +934,7 @@ impl RedisSessionStore {
         Ok(Some(SessionRecord {
             id: r.id,
             user_id: r.user_id,
-            phone_e164: self.cipher.open(r.id, sealed)?,
+            phone_e164: self.cipher.open(r, sealed)?,
             refresh_hash,
             previous_hashes: prev
                 .chunks_exact(8)
@@ -1012,12 +1028,16 @@ impl SessionStore for RedisSessionStore {
                 let value: Vec<u8> =
                     redis::from_redis_value_ref(v).map_err(|_| corrupt("rotate record"))?;
                 // The script checked the epoch; decode against the one the value carries.
-                let epoch = u64::from(u16::from_be_bytes([value[0], value[1]]));
+                let epoch = match value.get(..2) {
+                    Some(&[hi, lo]) => u64::from(u16::from_be_bytes([hi, lo])),
+                    _ => return Err(corrupt("rotate record")),
+                };
                 self.decode(r, &value, epoch)?
                     .map(Rotation::Rotated)
                     .ok_or_else(|| corrupt("rotated record vanished"))
             }
             (2, _) => Ok(Rotation::Reused),
+            (3, _) => Err(corrupt("session record malformed")),
             _ => Ok(Rotation::Invalid),
         }
     }
@@ -1164,6 +1184,46 @@ mod tests {
             for plain in [&b"9876543210"[..], &packed] {
                 assert!(!k.windows(plain.len()).any(|w| w == plain));
             }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_malformed_session_value_is_corrupt_never_a_panic_or_a_rotation() {
+        let (c, p) = fresh().await;
+        let sessions = RedisSessionStore::new(c.clone(), &p, FieldCipher::new([9; 32]));
+        let r = SessionRef {
+            user_id: Uuid::new_v4(),
+            id: Uuid::new_v4(),
+        };
+        let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+        let mut long_phone = vec![0u8; 53];
+        long_phone[52] = 200; // says the sealed number is longer than the value
+        for bad in [
+            vec![],
+            vec![0u8; 10],
+            vec![0u8; 40],
+            long_phone,
+            vec![0u8; 53 + 5],
+        ] {
+            let _: () = c
+                .cmd(redis::cmd("SET").arg(sessions.key(r)).arg(&bad))
+                .await
+                .unwrap();
+            assert!(
+                matches!(sessions.get(r, now).await, Err(StoreError::Corrupt(_))),
+                "get of {} bytes",
+                bad.len()
+            );
+            assert!(
+                matches!(
+                    sessions.rotate(r, &[0; 32], [1; 32], now + 1000, now).await,
+                    Err(StoreError::Corrupt(_))
+                ),
+                "rotate of {} bytes",
+                bad.len()
+            );
+            let kept: Vec<u8> = c.cmd(redis::cmd("GET").arg(sessions.key(r))).await.unwrap();
+            assert_eq!(kept, bad, "left as found");
         }
     }
 
