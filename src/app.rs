@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::IntoResponse;
+
+use crate::metrics::{GrpcMetricsLayer, Metrics};
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
@@ -66,6 +68,9 @@ pub struct App {
     config: Config,
     deps: Deps,
     listener: TcpListener,
+    /// `AROGYA_ADMIN_ADDR`: `/metrics`.
+    admin: TcpListener,
+    metrics: Arc<Metrics>,
     readiness: Readiness,
 }
 
@@ -140,6 +145,12 @@ impl App {
                 addr: config.listen_addr,
                 source,
             })?;
+        let admin = TcpListener::bind(config.admin_addr)
+            .await
+            .map_err(|source| AppError::Bind {
+                addr: config.admin_addr,
+                source,
+            })?;
 
         let (redis, otps, sessions, limits) = stores(&config, &hasher).await?;
         let readiness = Readiness::new(
@@ -163,6 +174,8 @@ impl App {
             config,
             deps,
             listener,
+            admin,
+            metrics: Metrics::new(),
             readiness,
         })
     }
@@ -171,6 +184,11 @@ impl App {
         self.listener
             .local_addr()
             .unwrap_or(self.config.listen_addr)
+    }
+
+    /// Where `/metrics` is served.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr().unwrap_or(self.config.admin_addr)
     }
 
     pub fn deps(&self) -> &Deps {
@@ -187,8 +205,34 @@ impl App {
             config,
             deps,
             listener,
+            admin,
+            metrics,
             readiness,
         } = self;
+        let admin = {
+            let metrics = metrics.clone();
+            let router = axum::Router::new().route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let text = metrics.render();
+                    async move {
+                        (
+                            [(
+                                header::CONTENT_TYPE,
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )],
+                            text,
+                        )
+                    }
+                }),
+            );
+            tracing::info!(admin = %admin.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving /metrics on the admin listener");
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(admin, router).await {
+                    tracing::warn!(error = %e, "admin listener stopped");
+                }
+            })
+        };
         let (health, health_svc) = tonic_health::server::health_reporter();
         // Health is NOT_SERVING until Redis and the database answer; a task keeps it current.
         let ready = readiness.report(&health, None).await;
@@ -231,6 +275,8 @@ impl App {
         let router = routes
             .routes()
             .into_axum_router()
+            // Inside gRPC-Web, so the metrics see real gRPC trailers either way.
+            .layer(GrpcMetricsLayer(metrics.clone()))
             .layer(tonic_web::GrpcWebLayer::new())
             .route(
                 "/.well-known/jwks.json",
@@ -288,6 +334,7 @@ impl App {
         }
         watcher_stop.notify_one();
         let _ = watcher.await;
+        admin.abort();
         tracing::info!("stopped");
         Ok(())
     }
@@ -387,6 +434,15 @@ async fn stores(config: &Config, hasher: &OtpHasher) -> Result<Stores, AppError>
     let conn = RedisConn::connect(url, config.redis.cluster, timeout)
         .await
         .map_err(|e| AppError::Config(format!("REDIS_URL: {e}")))?;
+    // An evicted key can bring back what it ended (a user's session epoch, a lock-out).
+    if let Some(policy) = conn.eviction_policy().await
+        && policy != "noeviction"
+    {
+        tracing::warn!(
+            maxmemory_policy = %policy,
+            "Redis may evict keys under memory pressure, which can revive sessions ended by 'log out everywhere' and lift lock-outs; set maxmemory-policy noeviction (docs/STORAGE.md)"
+        );
+    }
     let prefix = &config.redis.key_prefix;
     let cipher = FieldCipher::new(hasher.derive_key("session-phone-v1"));
     let redis_sessions: Arc<dyn SessionStore> =

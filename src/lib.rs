@@ -16,6 +16,7 @@ pub mod config;
 pub mod db;
 pub mod flows;
 pub mod grpc;
+pub mod metrics;
 pub mod otp;
 pub mod phone;
 pub mod readiness;

@@ -15,7 +15,7 @@ fi
 export PATH="$tools/bin:$PATH"
 
 work=$(mktemp -d)
-AROGYA_LISTEN_ADDR=127.0.0.1:0 AROGYA_DATABASE__SQLITE_PATH=$work/users.db AROGYA_RATE_LIMIT__ENABLED=false \
+AROGYA_LISTEN_ADDR=127.0.0.1:0 AROGYA_ADMIN_ADDR=127.0.0.1:0 AROGYA_DATABASE__SQLITE_PATH=$work/users.db AROGYA_RATE_LIMIT__ENABLED=false \
   "$bin" >"$work/server.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work"' EXIT

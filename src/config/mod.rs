@@ -52,6 +52,8 @@ pub struct Config {
     pub env: Environment,
     /// `AROGYA_LISTEN_ADDR`: gRPC, gRPC-Web and `GET /.well-known/jwks.json`.
     pub listen_addr: SocketAddr,
+    /// `AROGYA_ADMIN_ADDR`: Prometheus `/metrics`, never on the public port.
+    pub admin_addr: SocketAddr,
     /// `REDIS_URL`; unset means in-memory state (the embedded default).
     pub redis_url: Option<String>,
     /// `DATABASE_URL`; unset means the SQLite file `database.sqlite_path`.
@@ -276,6 +278,7 @@ impl Default for Config {
         Self {
             env: Environment::Development,
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
             redis_url: None,
             database_url: None,
             trusted_proxies: Vec::new(),
@@ -437,6 +440,7 @@ impl Config {
     pub fn for_tests(sqlite_path: PathBuf) -> Self {
         let mut cfg = Config {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             ..Config::default()
         };
         cfg.rate_limit.enabled = false;

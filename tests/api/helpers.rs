@@ -116,6 +116,8 @@ impl Drop for Scratch {
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The admin listener (`/metrics`).
+    pub admin_addr: SocketAddr,
     pub client: AuthServiceClient<Channel>,
     pub clock: Arc<ManualClock>,
     pub deps: Deps,
@@ -172,6 +174,7 @@ impl TestApp {
         .await
         .expect("app builds");
         let addr = app.local_addr();
+        let admin_addr = app.admin_addr();
         let deps = app.deps().clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -184,6 +187,7 @@ impl TestApp {
         let client = AuthServiceClient::new(channel(addr).await);
         Self {
             addr,
+            admin_addr,
             client,
             clock,
             deps,

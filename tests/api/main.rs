@@ -12,6 +12,7 @@ mod bench;
 mod concurrency;
 mod faults;
 mod grpc_web;
+mod metrics;
 mod otp;
 mod postgres;
 mod process;

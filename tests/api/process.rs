@@ -145,6 +145,7 @@ impl Drop for Running {
 fn start(dir: &std::path::Path, extra: &[(&str, &str)]) -> Running {
     let mut cmd = bin();
     cmd.env("AROGYA_LISTEN_ADDR", "127.0.0.1:0")
+        .env("AROGYA_ADMIN_ADDR", "127.0.0.1:0")
         .env("AROGYA_DATABASE__SQLITE_PATH", dir.join("users.db"))
         .env("AROGYA_LOG__FILTER", "debug")
         .env("AROGYA_SERVER__SHUTDOWN_GRACE_SECONDS", "5")
@@ -176,7 +177,7 @@ fn start(dir: &std::path::Path, extra: &[(&str, &str)]) -> Running {
         if let Some(rest) = line
             .split("addr=")
             .nth(1)
-            .filter(|_| line.contains("serving"))
+            .filter(|_| line.contains("serving gRPC"))
         {
             let addr = rest.split_whitespace().next().unwrap().to_owned();
             return Running {
@@ -334,6 +335,7 @@ fn gen_key_makes_a_key_the_server_signs_with() {
     let out = bin()
         .env("AROGYA_JWT__PRIVATE_KEY_FILE", &key)
         .env("AROGYA_LISTEN_ADDR", "127.0.0.1:0")
+        .env("AROGYA_ADMIN_ADDR", "127.0.0.1:0")
         .env("AROGYA_DATABASE__SQLITE_PATH", dir.path().join("x.db"))
         .output()
         .unwrap();

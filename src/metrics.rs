@@ -1,0 +1,334 @@
+//! Prometheus metrics, served as text on the admin listener (`AROGYA_ADMIN_ADDR`, path
+//! `/metrics`), never on the public port.
+//!
+//! Per-RPC metrics use the go-grpc-prometheus names and labels, so existing gRPC dashboards
+//! work unchanged: `grpc_server_started_total`, `grpc_server_handled_total` (with
+//! `grpc_code`) and the `grpc_server_handling_seconds` histogram, each labelled `grpc_type`,
+//! `grpc_service`, `grpc_method`. They are counted by [`GrpcMetricsLayer`], which reads the
+//! status from the response trailers (or the headers, for a trailers-only error), so health
+//! and reflection calls are counted as well as AuthService's.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body, Frame};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabels {
+    pub grpc_type: &'static str,
+    pub grpc_service: String,
+    pub grpc_method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandledLabels {
+    pub grpc_type: &'static str,
+    pub grpc_service: String,
+    pub grpc_method: String,
+    pub grpc_code: &'static str,
+}
+
+type Seconds = Family<MethodLabels, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    registry: Registry,
+    started: Family<MethodLabels, Counter>,
+    handled: Family<HandledLabels, Counter>,
+    handling: Seconds,
+}
+
+/// The go-grpc-prometheus default buckets (seconds).
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+fn histogram() -> Histogram {
+    Histogram::new(BUCKETS)
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        let mut registry = Registry::default();
+        let started = Family::<MethodLabels, Counter>::default();
+        let handled = Family::<HandledLabels, Counter>::default();
+        let handling: Seconds = Family::new_with_constructor(histogram);
+        registry.register(
+            "grpc_server_started",
+            "Total number of RPCs started on the server.",
+            started.clone(),
+        );
+        registry.register(
+            "grpc_server_handled",
+            "Total number of RPCs completed on the server, regardless of success or failure.",
+            handled.clone(),
+        );
+        registry.register(
+            "grpc_server_handling_seconds",
+            "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+            handling.clone(),
+        );
+        Arc::new(Self {
+            registry,
+            started,
+            handled,
+            handling,
+        })
+    }
+
+    /// The Prometheus text exposition (OpenMetrics), for `GET /metrics`.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// `/arogya.auth.v1.AuthService/VerifyOtp` → (`arogya.auth.v1.AuthService`, `VerifyOtp`).
+fn split_path(path: &str) -> Option<(&str, &str)> {
+    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+    (!service.is_empty() && !method.is_empty() && !method.contains('/'))
+        .then_some((service, method))
+}
+
+/// The canonical upper-case name go-grpc-prometheus uses for `grpc_code`.
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "Canceled",
+        Unknown => "Unknown",
+        InvalidArgument => "InvalidArgument",
+        DeadlineExceeded => "DeadlineExceeded",
+        NotFound => "NotFound",
+        AlreadyExists => "AlreadyExists",
+        PermissionDenied => "PermissionDenied",
+        ResourceExhausted => "ResourceExhausted",
+        FailedPrecondition => "FailedPrecondition",
+        Aborted => "Aborted",
+        OutOfRange => "OutOfRange",
+        Unimplemented => "Unimplemented",
+        Internal => "Internal",
+        Unavailable => "Unavailable",
+        DataLoss => "DataLoss",
+        Unauthenticated => "Unauthenticated",
+    }
+}
+
+fn status_in(headers: &http::HeaderMap) -> Option<tonic::Code> {
+    let v = headers
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .parse::<i32>()
+        .ok()?;
+    Some(tonic::Code::from_i32(v))
+}
+
+/// Counts every gRPC call passing through it; other requests pass untouched.
+#[derive(Clone)]
+pub struct GrpcMetricsLayer(pub Arc<Metrics>);
+
+impl<S> tower::Layer<S> for GrpcMetricsLayer {
+    type Service = GrpcMetrics<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        GrpcMetrics {
+            inner,
+            metrics: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct GrpcMetrics<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+/// One call being timed; records itself exactly once.
+struct Call {
+    metrics: Arc<Metrics>,
+    labels: MethodLabels,
+    started: Instant,
+}
+
+impl Call {
+    fn finish(self, code: tonic::Code) {
+        self.metrics
+            .handling
+            .get_or_create(&self.labels)
+            .observe(self.started.elapsed().as_secs_f64());
+        self.metrics
+            .handled
+            .get_or_create(&HandledLabels {
+                grpc_type: self.labels.grpc_type,
+                grpc_service: self.labels.grpc_service,
+                grpc_method: self.labels.grpc_method,
+                grpc_code: code_name(code),
+            })
+            .inc();
+    }
+}
+
+impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for GrpcMetrics<S>
+where
+    S: tower::Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ResBody: Body<Data = Bytes> + Send + Unpin + 'static,
+{
+    type Response = Response<MeteredBody<ResBody>>;
+    type Error = S::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, S::Error>> + Send>,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let is_grpc = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("application/grpc"));
+        let call = split_path(req.uri().path())
+            .filter(|_| is_grpc)
+            .map(|(service, method)| Call {
+                metrics: self.metrics.clone(),
+                labels: MethodLabels {
+                    grpc_type: "unary",
+                    grpc_service: service.to_owned(),
+                    grpc_method: method.to_owned(),
+                },
+                started: Instant::now(),
+            });
+        if let Some(c) = &call {
+            c.metrics.started.get_or_create(&c.labels).inc();
+        }
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let res = fut.await?;
+            let Some(call) = call else {
+                return Ok(res.map(|inner| MeteredBody { inner, call: None }));
+            };
+            // A trailers-only response (most errors) carries the status in its headers.
+            if let Some(code) = status_in(res.headers()) {
+                call.finish(code);
+                return Ok(res.map(|inner| MeteredBody { inner, call: None }));
+            }
+            Ok(res.map(|inner| MeteredBody {
+                inner,
+                call: Some(call),
+            }))
+        })
+    }
+}
+
+/// A response body that records its call when the trailers pass (or, if the client goes
+/// away first, as `Canceled`).
+pub struct MeteredBody<B> {
+    inner: B,
+    call: Option<Call>,
+}
+
+impl<B> Body for MeteredBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(code) = frame.trailers_ref().and_then(status_in)
+                    && let Some(call) = self.call.take()
+                {
+                    call.finish(code);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(call) = self.call.take() {
+                    call.finish(tonic::Code::Internal);
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(call) = self.call.take() {
+                    call.finish(tonic::Code::Unknown);
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for MeteredBody<B> {
+    fn drop(&mut self) {
+        if let Some(call) = self.call.take() {
+            call.finish(tonic::Code::Cancelled);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_split_into_service_and_method() {
+        assert_eq!(
+            split_path("/arogya.auth.v1.AuthService/VerifyOtp"),
+            Some(("arogya.auth.v1.AuthService", "VerifyOtp"))
+        );
+        for bad in ["", "/", "/x", "//m", "/s/", "/s/m/extra", "no-slash/m"] {
+            assert_eq!(split_path(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_text_carries_go_grpc_prometheus_names() {
+        let m = Metrics::new();
+        let labels = MethodLabels {
+            grpc_type: "unary",
+            grpc_service: "s".into(),
+            grpc_method: "m".into(),
+        };
+        m.started.get_or_create(&labels).inc();
+        Call {
+            metrics: m.clone(),
+            labels,
+            started: Instant::now(),
+        }
+        .finish(tonic::Code::Unauthenticated);
+        let text = m.render();
+        for want in [
+            "grpc_server_started_total{grpc_type=\"unary\",grpc_service=\"s\",grpc_method=\"m\"} 1",
+            "grpc_server_handled_total{grpc_type=\"unary\",grpc_service=\"s\",grpc_method=\"m\",grpc_code=\"Unauthenticated\"} 1",
+            "grpc_server_handling_seconds_count{grpc_type=\"unary\",grpc_service=\"s\",grpc_method=\"m\"} 1",
+        ] {
+            assert!(text.contains(want), "{want}\n{text}");
+        }
+    }
+}
