@@ -99,6 +99,16 @@ fn split_path(path: &str) -> Option<(&str, &str)> {
         .then_some((service, method))
 }
 
+/// go-grpc-prometheus's `grpc_type`: every AuthService RPC is unary; health's Watch streams
+/// from the server, reflection streams both ways.
+fn grpc_type(service: &str, method: &str) -> &'static str {
+    match (service, method) {
+        ("grpc.health.v1.Health", "Watch") => "server_stream",
+        (_, "ServerReflectionInfo") => "bidi_stream",
+        _ => "unary",
+    }
+}
+
 /// The canonical upper-case name go-grpc-prometheus uses for `grpc_code`.
 fn code_name(code: tonic::Code) -> &'static str {
     use tonic::Code::*;
@@ -205,7 +215,7 @@ where
             .map(|(service, method)| Call {
                 metrics: self.metrics.clone(),
                 labels: MethodLabels {
-                    grpc_type: "unary",
+                    grpc_type: grpc_type(service, method),
                     grpc_service: service.to_owned(),
                     grpc_method: method.to_owned(),
                 },
@@ -305,6 +315,23 @@ mod tests {
         for bad in ["", "/", "/x", "//m", "/s/", "/s/m/extra", "no-slash/m"] {
             assert_eq!(split_path(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn streaming_methods_are_labelled_as_streams() {
+        assert_eq!(grpc_type("grpc.health.v1.Health", "Watch"), "server_stream");
+        assert_eq!(grpc_type("grpc.health.v1.Health", "Check"), "unary");
+        assert_eq!(
+            grpc_type(
+                "grpc.reflection.v1.ServerReflection",
+                "ServerReflectionInfo"
+            ),
+            "bidi_stream"
+        );
+        assert_eq!(
+            grpc_type("arogya.auth.v1.AuthService", "VerifyOtp"),
+            "unary"
+        );
     }
 
     #[test]
