@@ -30,6 +30,7 @@ use crate::sms::delivery::{Delivery, Provider};
 use crate::sms::{LogSms, MessageTemplate, SmsSender, msg91, twilio};
 use crate::store::cached::{CachedSessions, SessionCache};
 use crate::store::memory::{MemoryOtpStore, MemoryRateLimiter, MemorySessionStore};
+use crate::store::metered::Metered;
 use crate::store::redis::{
     FieldCipher, RedisConn, RedisOtpStore, RedisRateLimiter, RedisSessionStore, ended_channel,
     follow_ended_sessions,
@@ -83,9 +84,10 @@ impl App {
     /// they control).
     pub async fn build_with(config: Config, overrides: Overrides) -> Result<Self, AppError> {
         let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let metrics = Metrics::new();
         let sms: Arc<dyn SmsSender> = match overrides.sms {
             Some(sms) => sms,
-            None => sms_sender(&config)?,
+            None => sms_sender(&config, &metrics)?,
         };
         let message = MessageTemplate::new(&config.sms, (config.otp.ttl_seconds / 60).max(1))
             .map_err(|e| AppError::Config(e.to_string()))?;
@@ -152,7 +154,7 @@ impl App {
                 source,
             })?;
 
-        let (redis, otps, sessions, limits) = stores(&config, &hasher).await?;
+        let (redis, otps, sessions, limits) = stores(&config, &hasher, &metrics).await?;
         let readiness = Readiness::new(
             redis,
             conn.clone(),
@@ -169,13 +171,14 @@ impl App {
             hasher: Arc::new(hasher),
             keys: Arc::new(keys),
             policy: Arc::new(policy),
+            metrics: metrics.clone(),
         };
         Ok(Self {
             config,
             deps,
             listener,
             admin,
-            metrics: Metrics::new(),
+            metrics,
             readiness,
         })
     }
@@ -341,10 +344,10 @@ impl App {
 }
 
 /// The configured provider (and fallback) behind the delivery rules, or the log provider.
-fn sms_sender(config: &Config) -> Result<Arc<dyn SmsSender>, AppError> {
+fn sms_sender(config: &Config, metrics: &Arc<Metrics>) -> Result<Arc<dyn SmsSender>, AppError> {
     let sms = &config.sms;
     if sms.provider == SmsProviderKind::Log {
-        return Ok(Arc::new(LogSms));
+        return Ok(Arc::new(LogSms::metered(metrics.clone())));
     }
     // No redirects: MSG91's authkey header would follow one to another host.
     let http = reqwest::Client::builder()
@@ -405,12 +408,15 @@ fn sms_sender(config: &Config) -> Result<Arc<dyn SmsSender>, AppError> {
     if let Some(f) = sms.fallback {
         chain.push(provider(f)?);
     }
-    Ok(Arc::new(Delivery::new(
-        chain,
-        Duration::from_millis(sms.timeout_ms),
-        sms.retries,
-        Duration::from_millis(sms.backoff_ms),
-    )))
+    Ok(Arc::new(
+        Delivery::new(
+            chain,
+            Duration::from_millis(sms.timeout_ms),
+            sms.retries,
+            Duration::from_millis(sms.backoff_ms),
+        )
+        .metered(metrics.clone()),
+    ))
 }
 
 type Stores = (
@@ -421,13 +427,22 @@ type Stores = (
 );
 
 /// In-memory stores, or Redis ones when `REDIS_URL` is set.
-async fn stores(config: &Config, hasher: &OtpHasher) -> Result<Stores, AppError> {
+async fn stores(
+    config: &Config,
+    hasher: &OtpHasher,
+    metrics: &Arc<Metrics>,
+) -> Result<Stores, AppError> {
+    let metered_otps = |s: Arc<dyn OtpStore>| Arc::new(Metered::new(s, metrics.clone()));
+    let metered_sessions = |s: Arc<dyn SessionStore>| {
+        Arc::new(Metered::new(s, metrics.clone())) as Arc<dyn SessionStore>
+    };
+    let metered_limits = |s: Arc<dyn RateLimiter>| Arc::new(Metered::new(s, metrics.clone()));
     let Some(url) = &config.redis_url else {
         return Ok((
             None,
-            Arc::new(MemoryOtpStore::new()),
-            Arc::new(MemorySessionStore::new()),
-            Arc::new(MemoryRateLimiter::new()),
+            metered_otps(Arc::new(MemoryOtpStore::new())),
+            metered_sessions(Arc::new(MemorySessionStore::new())),
+            metered_limits(Arc::new(MemoryRateLimiter::new())),
         ));
     };
     let timeout = Duration::from_millis(config.redis.timeout_ms);
@@ -445,8 +460,11 @@ async fn stores(config: &Config, hasher: &OtpHasher) -> Result<Stores, AppError>
     }
     let prefix = &config.redis.key_prefix;
     let cipher = FieldCipher::new(hasher.derive_key("session-phone-v1"));
-    let redis_sessions: Arc<dyn SessionStore> =
-        Arc::new(RedisSessionStore::new(conn.clone(), prefix, cipher));
+    let redis_sessions = metered_sessions(Arc::new(RedisSessionStore::new(
+        conn.clone(),
+        prefix,
+        cipher,
+    )));
     // On a single Redis, a local cache of live sessions kept in step over pub/sub spares
     // ValidateSession its round trip. (Not on a cluster: every call asks Redis.)
     let sessions: Arc<dyn SessionStore> = match conn.client() {
@@ -463,9 +481,9 @@ async fn stores(config: &Config, hasher: &OtpHasher) -> Result<Stores, AppError>
     };
     Ok((
         Some(conn.clone()),
-        Arc::new(RedisOtpStore::new(conn.clone(), prefix)),
+        metered_otps(Arc::new(RedisOtpStore::new(conn.clone(), prefix))),
         sessions,
-        Arc::new(RedisRateLimiter::new(conn, prefix)),
+        metered_limits(Arc::new(RedisRateLimiter::new(conn, prefix))),
     ))
 }
 

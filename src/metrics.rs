@@ -7,6 +7,11 @@
 //! `grpc_service`, `grpc_method`. They are counted by [`GrpcMetricsLayer`], which reads the
 //! status from the response trailers (or the headers, for a trailers-only error), so health
 //! and reflection calls are counted as well as AuthService's.
+//!
+//! Domain metrics are `arogya_auth_*`: codes sent, verified, failed and locked out; SMS sends
+//! by provider and outcome; rate-limit refusals by limit; sessions created, refreshed, revoked
+//! and caught reusing a refresh token; and the latency of every call to the backing stores
+//! (Redis or memory, and the database). docs/OPERATIONS.md lists them with alerts worth setting.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -38,11 +43,90 @@ pub struct HandledLabels {
 
 type Seconds = Family<MethodLabels, Histogram, fn() -> Histogram>;
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NewUserLabel {
+    new_user: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SmsLabels {
+    provider: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabel {
+    limit: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScopeLabel {
+    scope: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreLabels {
+    store: &'static str,
+    op: &'static str,
+}
+
+/// Why a code was not accepted (`arogya_auth_otp_failed_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtpFailure {
+    /// The code did not match.
+    WrongCode,
+    /// No live code for the number: never sent, expired, already used or withdrawn.
+    NoCode,
+    /// The attempts are used up; the number waits for the lock-out to end.
+    LockedOut,
+}
+
+impl OtpFailure {
+    fn label(self) -> &'static str {
+        match self {
+            Self::WrongCode => "wrong_code",
+            Self::NoCode => "no_code",
+            Self::LockedOut => "locked_out",
+        }
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     started: Family<MethodLabels, Counter>,
     handled: Family<HandledLabels, Counter>,
     handling: Seconds,
+    otp_sent: Family<KindLabel, Counter>,
+    otp_verified: Family<NewUserLabel, Counter>,
+    otp_failed: Family<ReasonLabel, Counter>,
+    otp_locked_out: Counter,
+    sms_sends: Family<SmsLabels, Counter>,
+    rate_limited: Family<LimitLabel, Counter>,
+    sessions_created: Counter,
+    sessions_refreshed: Counter,
+    sessions_revoked: Family<ScopeLabel, Counter>,
+    refresh_reuse: Counter,
+    store_seconds: Family<StoreLabels, Histogram, fn() -> Histogram>,
+    store_errors: Family<StoreLabels, Counter>,
+}
+
+/// Store call buckets (seconds): from a cache-warm Redis round trip to a timeout.
+const STORE_BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
+];
+
+fn store_histogram() -> Histogram {
+    Histogram::new(STORE_BUCKETS)
 }
 
 /// The go-grpc-prometheus default buckets (seconds).
@@ -75,12 +159,168 @@ impl Metrics {
             "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
             handling.clone(),
         );
-        Arc::new(Self {
-            registry,
+        let mut metrics = Self {
             started,
             handled,
             handling,
-        })
+            otp_sent: Family::default(),
+            otp_verified: Family::default(),
+            otp_failed: Family::default(),
+            otp_locked_out: Counter::default(),
+            sms_sends: Family::default(),
+            rate_limited: Family::default(),
+            sessions_created: Counter::default(),
+            sessions_refreshed: Counter::default(),
+            sessions_revoked: Family::default(),
+            refresh_reuse: Counter::default(),
+            store_seconds: Family::new_with_constructor(store_histogram),
+            store_errors: Family::default(),
+            registry,
+        };
+        metrics.register_domain();
+        Arc::new(metrics)
+    }
+
+    fn register_domain(&mut self) {
+        let r = self.registry.sub_registry_with_prefix("arogya_auth");
+        r.register(
+            "otp_sent",
+            "Codes accepted by the SMS provider, by kind (request or resend).",
+            self.otp_sent.clone(),
+        );
+        r.register(
+            "otp_verified",
+            "Codes verified: completed sign-ins, by whether the account is new.",
+            self.otp_verified.clone(),
+        );
+        r.register(
+            "otp_failed",
+            "Codes refused: wrong_code, no_code (expired, used or never sent), locked_out.",
+            self.otp_failed.clone(),
+        );
+        r.register(
+            "otp_locked_out",
+            "Numbers locked out after using up their attempts on one code.",
+            self.otp_locked_out.clone(),
+        );
+        r.register(
+            "sms_sends",
+            "SMS send outcomes by provider (after that provider's retries): accepted or failed.",
+            self.sms_sends.clone(),
+        );
+        r.register(
+            "rate_limited",
+            "Requests refused by a rate limit or the resend cooldown, by limit.",
+            self.rate_limited.clone(),
+        );
+        r.register(
+            "sessions_created",
+            "Sessions started by a sign-in.",
+            self.sessions_created.clone(),
+        );
+        r.register(
+            "sessions_refreshed",
+            "Refresh tokens rotated.",
+            self.sessions_refreshed.clone(),
+        );
+        r.register(
+            "sessions_revoked",
+            "Logouts, by scope (session, or all of a user's sessions).",
+            self.sessions_revoked.clone(),
+        );
+        r.register(
+            "sessions_reuse_detected",
+            "Rotated refresh tokens presented again; each ended its session.",
+            self.refresh_reuse.clone(),
+        );
+        r.register(
+            "store_seconds",
+            "Latency of calls to the backing stores (otp, session, rate_limit, database), by operation.",
+            self.store_seconds.clone(),
+        );
+        r.register(
+            "store_errors",
+            "Store calls that failed (unreachable, timed out or refused), by operation.",
+            self.store_errors.clone(),
+        );
+    }
+
+    pub fn otp_sent(&self, resend: bool) {
+        let kind = if resend { "resend" } else { "request" };
+        self.otp_sent.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    pub fn otp_verified(&self, new_user: bool) {
+        let new_user = if new_user { "true" } else { "false" };
+        self.otp_verified
+            .get_or_create(&NewUserLabel { new_user })
+            .inc();
+    }
+
+    pub fn otp_failed(&self, why: OtpFailure) {
+        self.otp_failed
+            .get_or_create(&ReasonLabel {
+                reason: why.label(),
+            })
+            .inc();
+    }
+
+    pub fn otp_locked_out(&self) {
+        self.otp_locked_out.inc();
+    }
+
+    pub fn sms_send(&self, provider: &'static str, accepted: bool) {
+        let outcome = if accepted { "accepted" } else { "failed" };
+        self.sms_sends
+            .get_or_create(&SmsLabels { provider, outcome })
+            .inc();
+    }
+
+    pub fn rate_limited(&self, limit: &'static str) {
+        self.rate_limited.get_or_create(&LimitLabel { limit }).inc();
+    }
+
+    pub fn session_created(&self) {
+        self.sessions_created.inc();
+    }
+
+    pub fn session_refreshed(&self) {
+        self.sessions_refreshed.inc();
+    }
+
+    pub fn session_revoked(&self, all: bool) {
+        let scope = if all { "all" } else { "session" };
+        self.sessions_revoked
+            .get_or_create(&ScopeLabel { scope })
+            .inc();
+    }
+
+    pub fn refresh_reuse_detected(&self) {
+        self.refresh_reuse.inc();
+    }
+
+    /// Runs one store call under a `store` span, recording its latency and any failure.
+    pub async fn store<T, E, F>(
+        &self,
+        store: &'static str,
+        op: &'static str,
+        call: F,
+    ) -> Result<T, E>
+    where
+        F: std::future::Future<Output = Result<T, E>>,
+    {
+        use tracing::Instrument;
+        let span = tracing::info_span!("store", store, op);
+        let started = Instant::now();
+        let result = call.instrument(span).await;
+        let labels = StoreLabels { store, op };
+        self.store_seconds
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            self.store_errors.get_or_create(&labels).inc();
+        }
+        result
     }
 
     /// The Prometheus text exposition (OpenMetrics), for `GET /metrics`.

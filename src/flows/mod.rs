@@ -27,6 +27,7 @@ pub struct Deps {
     pub hasher: Arc<OtpHasher>,
     pub keys: Arc<KeyRing>,
     pub policy: Arc<Policy>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The numbers the flows follow, taken from [`Config`] once.
@@ -129,10 +130,10 @@ mod tests {
     #[test]
     fn dev_otp_only_with_the_log_provider_outside_production() {
         let mut cfg = Config::default();
-        assert!(Policy::from_config(&cfg, &LogSms, msg(&cfg)).reveal_dev_otp);
+        assert!(Policy::from_config(&cfg, &LogSms::default(), msg(&cfg)).reveal_dev_otp);
         assert!(!Policy::from_config(&cfg, &RealProvider, msg(&cfg)).reveal_dev_otp);
         cfg.env = Environment::Production;
-        assert!(!Policy::from_config(&cfg, &LogSms, msg(&cfg)).reveal_dev_otp);
+        assert!(!Policy::from_config(&cfg, &LogSms::default(), msg(&cfg)).reveal_dev_otp);
         assert!(!Policy::from_config(&cfg, &RealProvider, msg(&cfg)).reveal_dev_otp);
     }
 
@@ -140,13 +141,13 @@ mod tests {
     fn turning_rate_limits_off_removes_them_from_the_policy() {
         let mut cfg = Config::default();
         assert!(
-            Policy::from_config(&cfg, &LogSms, msg(&cfg))
+            Policy::from_config(&cfg, &LogSms::default(), msg(&cfg))
                 .limits
                 .is_some()
         );
         cfg.rate_limit.enabled = false;
         assert!(
-            Policy::from_config(&cfg, &LogSms, msg(&cfg))
+            Policy::from_config(&cfg, &LogSms::default(), msg(&cfg))
                 .limits
                 .is_none()
         );

@@ -11,6 +11,7 @@ use super::{Caller, Deps};
 use crate::clock::{Millis, secs_until};
 use crate::config::LimitRule;
 use crate::db::user;
+use crate::metrics::OtpFailure;
 use crate::otp::{OtpCode, OtpError, PhoneKey};
 use crate::phone::PhoneNumber;
 use crate::store::{Attempt, Decision, Issue, StoredOtp};
@@ -51,6 +52,7 @@ async fn limit(
     match deps.limits.hit(key, rule, now).await? {
         Decision::Allowed => Ok(()),
         Decision::Limited { retry_after } => {
+            deps.metrics.rate_limited(name);
             tracing::info!(
                 limit = name,
                 retry_after_ms = retry_after.as_millis() as u64,
@@ -89,6 +91,7 @@ pub async fn send_code(
     }
     // Cheap check first, so the common cooldown refusal spends no per-number or global budget.
     if let Some(until) = deps.otps.cooldown_until(&key, now).await? {
+        deps.metrics.rate_limited("otp_resend_cooldown");
         return Err(OtpError::Cooldown {
             retry_after_secs: secs_until(now, until),
         });
@@ -134,6 +137,7 @@ pub async fn send_code(
         }
     };
     if let Issue::Cooldown { until } = issued {
+        deps.metrics.rate_limited("otp_resend_cooldown");
         undo_all(deps, &reserved, now).await;
         return Err(OtpError::Cooldown {
             retry_after_secs: secs_until(now, until),
@@ -168,6 +172,7 @@ pub async fn send_code(
             return Err(OtpError::SmsUnavailable);
         }
     }
+    deps.metrics.otp_sent(kind == SendKind::Resend);
     tracing::info!(provider = deps.sms.name(), "code sent");
     Ok(Sent {
         expires_in_seconds: (policy.otp_ttl_ms / 1000) as u32,
@@ -218,10 +223,12 @@ pub async fn verify_code(
         .await?
     {
         Attempt::NoCode => {
+            deps.metrics.otp_failed(OtpFailure::NoCode);
             undo_all(deps, &wrong_guess, now).await;
             return Err(OtpError::WrongOrExpired);
         }
         Attempt::LockedOut => {
+            deps.metrics.otp_failed(OtpFailure::LockedOut);
             undo_all(deps, &wrong_guess, now).await;
             return Err(OtpError::AttemptsExhausted);
         }
@@ -229,10 +236,12 @@ pub async fn verify_code(
     };
 
     if !deps.hasher.matches(&phone, &code, &otp.hash) {
+        deps.metrics.otp_failed(OtpFailure::WrongCode);
         if attempt >= policy.max_attempts {
             deps.otps
                 .lock_out(&key, otp.id, now + policy.otp_ttl_ms, now)
                 .await?;
+            deps.metrics.otp_locked_out();
             tracing::info!(attempt, "wrong code; attempts used up, code destroyed");
             return Err(OtpError::AttemptsExhausted);
         }
@@ -243,7 +252,10 @@ pub async fn verify_code(
     // Of two right guesses at once, only the one that consumes the code signs in.
     match deps.otps.consume(&key, otp.id).await {
         Ok(true) => {}
-        Ok(false) => return Err(OtpError::WrongOrExpired),
+        Ok(false) => {
+            deps.metrics.otp_failed(OtpFailure::NoCode);
+            return Err(OtpError::WrongOrExpired);
+        }
         Err(e) => {
             // It may have been consumed before the store failed to answer: put it back.
             let _ = deps.otps.reinstate(&key, otp, attempt, now).await;
@@ -256,7 +268,11 @@ pub async fn verify_code(
         .single()
         .unwrap_or_else(Utc::now);
     let signed_in = async {
-        let (user, new_user) = deps.users.find_or_create(&phone, at).await?;
+        let found = deps.users.find_or_create(&phone, at);
+        let (user, new_user) = deps
+            .metrics
+            .store("database", "find_or_create", found)
+            .await?;
         let tokens = session::start(deps, user.id, &phone, now).await?;
         Ok::<_, OtpError>((user, new_user, tokens))
     };
@@ -270,6 +286,7 @@ pub async fn verify_code(
             return Err(err);
         }
     };
+    deps.metrics.otp_verified(new_user);
     tracing::info!(new_user, session = %tokens.session_id, "signed in");
     Ok(SignedIn {
         tokens,

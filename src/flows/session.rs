@@ -71,6 +71,7 @@ pub async fn start(
     };
     let tokens = access(deps, &rec, &refresh, now)?;
     deps.sessions.create(rec).await?;
+    deps.metrics.session_created();
     Ok(tokens)
 }
 
@@ -117,8 +118,12 @@ pub async fn refresh(deps: &Deps, raw: &str) -> Result<Tokens, SessionError> {
         )
         .await?;
     match rotation {
-        Rotation::Rotated(rec) => access(deps, &rec, &next, now),
+        Rotation::Rotated(rec) => {
+            deps.metrics.session_refreshed();
+            access(deps, &rec, &next, now)
+        }
         Rotation::Reused => {
+            deps.metrics.refresh_reuse_detected();
             tracing::warn!(user = %presented.session.user_id, "rotated refresh token presented again; session revoked");
             Err(SessionError::RefreshReused)
         }
@@ -173,9 +178,11 @@ pub async fn logout(
     };
     if all {
         deps.sessions.revoke_all(session.user_id).await?;
+        deps.metrics.session_revoked(true);
         tracing::info!(user = %session.user_id, "logged out everywhere");
     } else {
         deps.sessions.revoke(session).await?;
+        deps.metrics.session_revoked(false);
         tracing::info!(session = %session.id, "logged out");
     }
     Ok(())

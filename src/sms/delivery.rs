@@ -7,8 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tracing::Instrument;
 
 use super::{SmsError, SmsMessage, SmsSender};
+use crate::metrics::Metrics;
 use crate::phone::PhoneNumber;
 
 /// Why one attempt failed.
@@ -60,6 +62,7 @@ pub struct Delivery {
     timeout: Duration,
     retries: u32,
     backoff: Duration,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Delivery {
@@ -74,7 +77,14 @@ impl Delivery {
             timeout,
             retries,
             backoff,
+            metrics: None,
         }
+    }
+
+    /// Counts each provider's outcome in `arogya_auth_sms_sends_total`.
+    pub fn metered(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     async fn try_provider(
@@ -118,7 +128,15 @@ impl SmsSender for Delivery {
     async fn send(&self, to: &PhoneNumber, message: &SmsMessage) -> Result<(), SmsError> {
         let mut last = None;
         for p in &self.chain {
-            match self.try_provider(p.as_ref(), to, message).await {
+            let span = tracing::info_span!("sms.send", provider = p.name());
+            let result = self
+                .try_provider(p.as_ref(), to, message)
+                .instrument(span)
+                .await;
+            if let Some(m) = &self.metrics {
+                m.sms_send(p.name(), result.is_ok());
+            }
+            match result {
                 Ok(()) => {
                     tracing::info!(provider = p.name(), to = %to.masked(), "sms accepted");
                     return Ok(());

@@ -21,6 +21,7 @@ use crate::otp::{CodeHash, PhoneKey};
 
 pub mod cached;
 pub mod memory;
+pub mod metered;
 pub mod redis;
 
 #[cfg(test)]

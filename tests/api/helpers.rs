@@ -362,6 +362,15 @@ impl TestApp {
             .map(|r| r.into_inner())
     }
 
+    /// The Prometheus text of the admin listener's `/metrics`.
+    pub async fn scrape_metrics(&self) -> String {
+        let res = reqwest::get(format!("http://{}/metrics", self.admin_addr))
+            .await
+            .expect("admin listener answers");
+        assert!(res.status().is_success());
+        res.text().await.unwrap()
+    }
+
     /// RequestOtp + VerifyOtp with the dev code.
     pub async fn sign_in(&self, phone: &str) -> VerifyOtpResponse {
         let sent = self.request_otp(phone).await.expect("RequestOtp");
@@ -430,4 +439,13 @@ pub fn reason(status: &Status) -> Option<String> {
 pub fn wrong(code: &str) -> String {
     let n: u32 = code.parse().expect("digits");
     format!("{:06}", (n + 1) % 1_000_000)
+}
+
+/// The value of one Prometheus sample (`name{labels}` exactly as rendered), 0 when absent (a
+/// counter not yet touched).
+pub fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.split(' ').next().unwrap_or(v).parse().expect("a number"))
+        .unwrap_or(0.0)
 }

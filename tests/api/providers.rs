@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use arogya_auth::metrics::Metrics;
 use arogya_auth::phone::PhoneNumber;
 use arogya_auth::sms::delivery::{Delivery, Provider};
 use arogya_auth::sms::msg91::Msg91;
@@ -300,10 +301,22 @@ async fn a_500_always_falls_back_to_msg91_after_the_retries() {
         .expect(1)
         .mount(&m)
         .await;
+    let metrics = Metrics::new();
     delivery(vec![twilio(&t), msg91(&m)], 2)
+        .metered(metrics.clone())
         .send(&phone(), &message("777777"))
         .await
         .expect("the fallback delivered");
+    let text = metrics.render();
+    for (provider, outcome, n) in [
+        ("twilio", "failed", 1.0),
+        ("msg91", "accepted", 1.0),
+        ("twilio", "accepted", 0.0),
+    ] {
+        let series =
+            format!("arogya_auth_sms_sends_total{{provider=\"{provider}\",outcome=\"{outcome}\"}}");
+        assert_eq!(sample(&text, &series), n, "{series}\n{text}");
+    }
 }
 
 #[tokio::test]
@@ -398,6 +411,19 @@ async fn when_no_provider_accepts_the_person_can_try_again_at_once() {
     app.verify_otp(PHONE, &code)
         .await
         .expect("the delivered code works");
+    let text = app.scrape_metrics().await;
+    let sends = |outcome: &str| {
+        sample(
+            &text,
+            &format!("arogya_auth_sms_sends_total{{provider=\"twilio\",outcome=\"{outcome}\"}}"),
+        )
+    };
+    assert_eq!((sends("failed"), sends("accepted")), (1.0, 1.0), "{text}");
+    assert_eq!(
+        sample(&text, "arogya_auth_otp_sent_total{kind=\"request\"}"),
+        1.0,
+        "only the delivered code counts as sent"
+    );
 }
 
 #[tokio::test]
