@@ -149,8 +149,20 @@ pub async fn logout(
             .get(presented.session, now)
             .await?
             .ok_or(SessionError::InvalidToken)?;
-        if !rec.knows(&presented.hash()) {
-            return Err(SessionError::InvalidToken);
+        let hash = presented.hash();
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            &rec.refresh_hash[..],
+            &hash[..],
+        )) {
+            if !rec.knows(&hash) {
+                return Err(SessionError::InvalidToken);
+            }
+            // A rotated-away token is a stolen copy or a stale one: as RefreshSession would,
+            // end this session, and never let it end the user's other sessions.
+            deps.sessions.revoke(presented.session).await?;
+            deps.metrics.refresh_reuse_detected();
+            tracing::warn!(user = %presented.session.user_id, "rotated refresh token presented to Logout; session revoked");
+            return Err(SessionError::RefreshReused);
         }
         presented.session
     } else if let Some(token) = bearer {

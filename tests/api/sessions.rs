@@ -288,3 +288,38 @@ async fn an_ended_sessions_access_token_cannot_log_the_user_out_everywhere() {
         .await
         .expect("idempotent");
 }
+
+#[tokio::test]
+async fn a_rotated_away_refresh_token_cannot_log_the_user_out_everywhere() {
+    let app = TestApp::spawn().await;
+    let stolen = app.sign_in(PHONE).await;
+    app.advance(61);
+    let other_device = app.sign_in(PHONE).await;
+    // The owner refreshes; a thief holds the old refresh token and tries "log out everywhere".
+    let refreshed = app.refresh(&stolen.refresh_token).await.unwrap();
+    let s = expect_code(
+        app.logout(&stolen.refresh_token, true).await,
+        Code::Unauthenticated,
+    );
+    assert_eq!(reason(&s).as_deref(), Some("REFRESH_TOKEN_REUSED"));
+    app.validate(&other_device.access_token)
+        .await
+        .expect("the user's other session lives");
+    // As with RefreshSession, the reuse ends the session the old token belonged to.
+    expect_code(
+        app.refresh(&refreshed.refresh_token).await,
+        Code::Unauthenticated,
+    );
+    expect_code(
+        app.validate(&refreshed.access_token).await,
+        Code::Unauthenticated,
+    );
+    // The current token of a live session still logs out everywhere.
+    app.logout(&other_device.refresh_token, true)
+        .await
+        .expect("current token");
+    expect_code(
+        app.validate(&other_device.access_token).await,
+        Code::Unauthenticated,
+    );
+}
