@@ -91,10 +91,7 @@ impl App {
         };
         let message = MessageTemplate::new(&config.sms, (config.otp.ttl_seconds / 60).max(1))
             .map_err(|e| AppError::Config(e.to_string()))?;
-        let keys = match &config.jwt.private_key_file {
-            Some(path) => KeyRing::from_pem_file(path, &config.jwt.issuer, &config.jwt.audience)?,
-            None => KeyRing::generate(&config.jwt.issuer, &config.jwt.audience)?,
-        };
+        let keys = KeyRing::from_config(&config.jwt)?;
         let hasher = match &config.otp.secret {
             Some(secret) => OtpHasher::new(secret),
             None => OtpHasher::generated(),
@@ -115,6 +112,7 @@ impl App {
             sms = sms.name(),
             signing_key = %keys.source,
             kid = keys.signing_kid(),
+            also_accepted = ?&keys.kids()[1..],
             otp_secret = if config.otp.secret.is_some() { "configured" } else { "generated for this run" },
             dev_otp = policy.reveal_dev_otp,
             rate_limits = policy.limits.is_some(),

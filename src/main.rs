@@ -30,6 +30,12 @@ enum Command {
     Migrate,
     /// Print a new Ed25519 signing key (PKCS#8 PEM) for AROGYA_JWT__PRIVATE_KEY_FILE.
     GenKey,
+    /// Print the public half (SPKI PEM) of a signing key read from FILE, or from standard
+    /// input: what AROGYA_JWT__VERIFY_KEYS needs to publish the next key ahead of a rotation.
+    PublicKey {
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
     /// Print the effective configuration (secrets masked) and every problem with it; exit
     /// non-zero if it is invalid, or unsafe for AROGYA_ENV=production.
     CheckConfig,
@@ -43,11 +49,14 @@ fn main() -> ExitCode {
     if let Some(Command::GenKey) = cli.command {
         return match arogya_auth::session::KeyRing::generate_pem() {
             Ok(pem) => {
-                print!("{pem}");
+                emit(&pem);
                 ExitCode::SUCCESS
             }
             Err(e) => fail(&e.to_string()),
         };
+    }
+    if let Some(Command::PublicKey { file }) = &cli.command {
+        return public_key(file.as_deref());
     }
     if let Some(Command::CheckConfig) = cli.command {
         return check_config(cli.config.as_deref());
@@ -101,6 +110,19 @@ fn check_config(file: Option<&std::path::Path>) -> ExitCode {
         Err(e) => return fail(&e.to_string()),
     };
     print!("{}", config.masked_report());
+    // The keys are read and parsed as the server would, so a bad PEM fails here, not at start.
+    match arogya_auth::session::KeyRing::from_config(&config.jwt) {
+        Ok(keys) => println!(
+            "# signing key: {} (kid {}); also accepted: {}",
+            keys.source,
+            keys.signing_kid(),
+            match &keys.kids()[1..] {
+                [] => "none".to_owned(),
+                others => others.join(", "),
+            }
+        ),
+        Err(e) => return fail(&format!("signing keys: {e}")),
+    }
     let problems = config.production_problems();
     if config.is_production() {
         if problems.is_empty() {
@@ -120,6 +142,33 @@ fn check_config(file: Option<&std::path::Path>) -> ExitCode {
     }
     println!("# ok: valid for development");
     ExitCode::SUCCESS
+}
+
+fn public_key(file: Option<&std::path::Path>) -> ExitCode {
+    let text = match file {
+        Some(path) => std::fs::read(path).map_err(|e| format!("{}: {e}", path.display())),
+        None => {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+                .map(|_| buf)
+                .map_err(|e| format!("standard input: {e}"))
+        }
+    };
+    match text
+        .and_then(|t| arogya_auth::session::KeyRing::public_pem(&t).map_err(|e| e.to_string()))
+    {
+        Ok(pem) => {
+            emit(&pem);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// Writes to standard output, quietly ending if the reader went away (`gen-key | head -1`).
+fn emit(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(text.as_bytes());
 }
 
 fn fail(message: &str) -> ExitCode {

@@ -221,8 +221,20 @@ pub struct CorsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtConfig {
-    /// Ed25519 private key, PKCS#8 PEM. Development generates one per start; production requires it.
+    /// Ed25519 private key, PKCS#8 PEM. Development generates one per start; production
+    /// requires it or `private_key`.
     pub private_key_file: Option<PathBuf>,
+    /// The same key as PEM text (from a secret store through the environment).
+    #[serde(default, skip_serializing)]
+    pub private_key: Option<SecretString>,
+    /// A PEM file of further Ed25519 keys (`PUBLIC KEY` or `PRIVATE KEY` blocks, any number)
+    /// whose tokens are accepted and which the JWKS publishes, never used to sign: the next
+    /// key before a rotation, the previous one after it (docs/OPERATIONS.md, key rotation).
+    #[serde(default)]
+    pub verify_keys_file: Option<PathBuf>,
+    /// The same as PEM text.
+    #[serde(default, skip_serializing)]
+    pub verify_keys: Option<SecretString>,
     pub issuer: String,
     pub audience: String,
     pub access_ttl_seconds: u32,
@@ -328,6 +340,9 @@ impl Default for Config {
             },
             jwt: JwtConfig {
                 private_key_file: None,
+                private_key: None,
+                verify_keys_file: None,
+                verify_keys: None,
                 issuer: "arogya-auth".into(),
                 audience: "arogya-vault".into(),
                 access_ttl_seconds: 15 * 60,
@@ -420,6 +435,8 @@ impl Config {
             lines.push((key.to_owned(), shown.to_owned()));
         };
         set_or_not("otp.secret", &self.otp.secret);
+        set_or_not("jwt.private_key", &self.jwt.private_key);
+        set_or_not("jwt.verify_keys", &self.jwt.verify_keys);
         set_or_not("sms.twilio.auth_token", &self.sms.twilio.auth_token);
         set_or_not("sms.msg91.auth_key", &self.sms.msg91.auth_key);
         lines.sort();
@@ -576,6 +593,12 @@ impl Config {
         }
         if self.jwt.issuer.is_empty() || self.jwt.audience.is_empty() {
             return bad("jwt.issuer", "issuer and audience must not be empty");
+        }
+        if self.jwt.private_key_file.is_some() && self.jwt.private_key.is_some() {
+            return bad(
+                "jwt.private_key",
+                "set AROGYA_JWT__PRIVATE_KEY or AROGYA_JWT__PRIVATE_KEY_FILE, not both",
+            );
         }
         if let Some(secret) = &self.otp.secret {
             use secrecy::ExposeSecret;
@@ -790,9 +813,9 @@ impl Config {
                 "AROGYA_OTP__SECRET is unset; set a random secret of at least 32 bytes".into(),
             );
         }
-        if self.jwt.private_key_file.is_none() {
+        if self.jwt.private_key_file.is_none() && self.jwt.private_key.is_none() {
             out.push(
-                "AROGYA_JWT__PRIVATE_KEY_FILE is unset; a generated signing key dies with the process".into(),
+                "AROGYA_JWT__PRIVATE_KEY_FILE (or AROGYA_JWT__PRIVATE_KEY) is unset; a generated signing key dies with the process".into(),
             );
         }
         if self.redis_url.is_none() {

@@ -12,12 +12,14 @@ use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{MAX_TOKEN_BYTES, SessionError};
 use crate::clock::Millis;
+use crate::config::JwtConfig;
 
 /// The claims of an access token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +92,92 @@ impl KeyRing {
         let pair = pair_from_pem(&text)
             .map_err(|why| SessionError::Key(format!("{}: {why}", path.display())))?;
         Self::from_pair(pair, issuer, audience, path.display().to_string())
+    }
+
+    /// The keys `jwt` names: the signing key (from `private_key`, `private_key_file`, or
+    /// generated when neither is set) and every key in `verify_keys_file` and `verify_keys`,
+    /// accepted and published but never used to sign.
+    pub fn from_config(jwt: &JwtConfig) -> Result<Self, SessionError> {
+        let (issuer, audience) = (jwt.issuer.as_str(), jwt.audience.as_str());
+        let mut ring = match (&jwt.private_key, &jwt.private_key_file) {
+            (Some(text), _) => {
+                let pair = pair_from_pem(text.expose_secret().as_bytes())
+                    .map_err(|why| SessionError::Key(format!("AROGYA_JWT__PRIVATE_KEY: {why}")))?;
+                Self::from_pair(pair, issuer, audience, "AROGYA_JWT__PRIVATE_KEY".into())?
+            }
+            (None, Some(path)) => Self::from_pem_file(path, issuer, audience)?,
+            (None, None) => Self::generate(issuer, audience)?,
+        };
+        if let Some(path) = &jwt.verify_keys_file {
+            let text = std::fs::read(path)
+                .map_err(|e| SessionError::Key(format!("{}: {e}", path.display())))?;
+            ring.add_verify_keys(&text)
+                .map_err(|why| SessionError::Key(format!("{}: {why}", path.display())))?;
+        }
+        if let Some(text) = &jwt.verify_keys {
+            ring.add_verify_keys(text.expose_secret().as_bytes())
+                .map_err(|why| SessionError::Key(format!("AROGYA_JWT__VERIFY_KEYS: {why}")))?;
+        }
+        Ok(ring)
+    }
+
+    /// Accepts (and publishes) every Ed25519 key in a PEM bundle: `PUBLIC KEY` (SPKI) or
+    /// `PRIVATE KEY` (PKCS#8) blocks. The signing key may be listed again; it is not doubled.
+    fn add_verify_keys(&mut self, text: &[u8]) -> Result<(), String> {
+        let blocks = pem::parse_many(text).map_err(|e| format!("not PEM ({e})"))?;
+        if blocks.is_empty() {
+            return Err("holds no PEM block".into());
+        }
+        for (n, block) in blocks.iter().enumerate() {
+            let which = || format!("key {} of {}", n + 1, blocks.len());
+            let raw = match block.tag() {
+                "PUBLIC KEY" => ed25519_from_spki(block.contents())
+                    .ok_or_else(|| format!("{}: not an Ed25519 public key", which()))?
+                    .to_vec(),
+                "PRIVATE KEY" => Ed25519KeyPair::from_pkcs8_maybe_unchecked(block.contents())
+                    .map_err(|e| format!("{}: not an Ed25519 PKCS#8 key ({e})", which()))?
+                    .public_key()
+                    .as_ref()
+                    .to_vec(),
+                other => {
+                    return Err(format!(
+                        "{}: expected a `PUBLIC KEY` or `PRIVATE KEY` block, found `{other}`",
+                        which()
+                    ));
+                }
+            };
+            let x = URL_SAFE_NO_PAD.encode(&raw);
+            self.verifying
+                .entry(thumbprint(&x))
+                .or_insert_with(|| VerifyKey {
+                    decoding: DecodingKey::from_ed_der(&raw),
+                    x,
+                });
+        }
+        Ok(())
+    }
+
+    /// The ids of every key whose tokens are accepted, the signing key's first.
+    pub fn kids(&self) -> Vec<&str> {
+        let mut others: Vec<&str> = self
+            .verifying
+            .keys()
+            .map(String::as_str)
+            .filter(|k| *k != self.signing_kid)
+            .collect();
+        others.sort_unstable();
+        let mut all = vec![self.signing_kid.as_str()];
+        all.extend(others);
+        all
+    }
+
+    /// The public half of a PKCS#8 PEM private key, as a `PUBLIC KEY` (SPKI) PEM: what to put
+    /// in `AROGYA_JWT__VERIFY_KEYS` to publish the next key without handing out its secret.
+    pub fn public_pem(private_pem: &[u8]) -> Result<String, SessionError> {
+        let pair = pair_from_pem(private_pem).map_err(SessionError::Key)?;
+        let mut der = ED25519_SPKI_PREFIX.to_vec();
+        der.extend_from_slice(pair.public_key().as_ref());
+        Ok(pem::encode(&pem::Pem::new("PUBLIC KEY", der)))
     }
 
     /// A PEM of a freshly generated key (for `arogya-auth gen-key` and tests).
@@ -250,6 +338,18 @@ fn pair_from_pem(text: &[u8]) -> Result<Ed25519KeyPair, String> {
     }
     Ed25519KeyPair::from_pkcs8_maybe_unchecked(parsed.contents())
         .map_err(|e| format!("not an Ed25519 PKCS#8 key ({e})"))
+}
+
+/// The DER of an Ed25519 SubjectPublicKeyInfo up to the key (RFC 8410): SEQUENCE, the
+/// algorithm SEQUENCE with OID 1.3.101.112 and no parameters, then a 33-byte BIT STRING.
+const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+/// The raw 32-byte key of an Ed25519 SPKI, which has exactly one DER encoding.
+fn ed25519_from_spki(der: &[u8]) -> Option<&[u8]> {
+    der.strip_prefix(&ED25519_SPKI_PREFIX[..])
+        .filter(|raw| raw.len() == 32)
 }
 
 /// RFC 7638 thumbprint of an Ed25519 JWK (members in lexicographic order, no spaces).
@@ -461,5 +561,92 @@ mod tests {
             .issue(Uuid::new_v4(), Uuid::new_v4(), now, 60_000)
             .unwrap();
         assert!(jsonwebtoken::decode::<AccessClaims>(&t, &dk, &r.validation).is_ok());
+    }
+
+    fn jwt(private: &str, verify: Option<&str>) -> JwtConfig {
+        let mut cfg = crate::config::Config::default().jwt;
+        cfg.private_key = Some(secrecy::SecretString::from(private.to_owned()));
+        cfg.verify_keys = verify.map(|v| secrecy::SecretString::from(v.to_owned()));
+        cfg
+    }
+
+    #[test]
+    fn verify_keys_are_accepted_and_published_but_never_sign() {
+        let (old, next) = (
+            KeyRing::generate_pem().unwrap(),
+            KeyRing::generate_pem().unwrap(),
+        );
+        let now = SystemClock.now_ms();
+        let before = KeyRing::from_config(&jwt(&old, None)).unwrap();
+        // The next key published by its public half only, the signing key listed again.
+        let public_next = KeyRing::public_pem(next.as_bytes()).unwrap();
+        assert!(public_next.starts_with("-----BEGIN PUBLIC KEY-----"));
+        let during =
+            KeyRing::from_config(&jwt(&old, Some(&format!("{public_next}{old}")))).unwrap();
+        let after = KeyRing::from_config(&jwt(&next, Some(&old))).unwrap();
+
+        assert_eq!(during.signing_kid(), before.signing_kid());
+        assert_eq!(
+            during.kids(),
+            vec![before.signing_kid(), after.signing_kid()]
+        );
+        assert_eq!(
+            after.kids(),
+            vec![after.signing_kid(), before.signing_kid()]
+        );
+        assert_eq!(during.jwks()["keys"].as_array().unwrap().len(), 2);
+        assert_eq!(before.jwks()["keys"].as_array().unwrap().len(), 1);
+
+        let (user, sid) = (Uuid::new_v4(), Uuid::new_v4());
+        let (old_token, _) = during.issue(user, sid, now, 60_000).unwrap();
+        let (new_token, _) = after.issue(user, sid, now, 60_000).unwrap();
+        assert!(
+            after.verify(&old_token, now).is_ok(),
+            "old key's token after the swap"
+        );
+        assert!(
+            during.verify(&new_token, now).is_ok(),
+            "new key's token before the swap"
+        );
+        assert!(
+            before.verify(&new_token, now).is_err(),
+            "not published, not accepted"
+        );
+        let newest = KeyRing::from_config(&jwt(&next, None)).unwrap();
+        assert!(
+            newest.verify(&old_token, now).is_err(),
+            "the old key retired"
+        );
+    }
+
+    #[test]
+    fn bad_verify_keys_are_refused_with_their_place() {
+        let key = KeyRing::generate_pem().unwrap();
+        for (bundle, says) in [
+            ("", "holds no PEM block"),
+            ("not pem at all", "holds no PEM block"),
+            (
+                "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+                "key 1 of 1: expected a `PUBLIC KEY` or `PRIVATE KEY` block",
+            ),
+            (
+                // A P-256 public key is not Ed25519.
+                "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEVs/o5+uQbTjL3chynL4wXgUg2R9\nq9UU8I5mEovUf86QZ7kOBIjJwqnzD1omageEHWwHdBO6B+dFabmdT9POxg==\n-----END PUBLIC KEY-----\n",
+                "key 1 of 1: not an Ed25519 public key",
+            ),
+        ] {
+            let err = KeyRing::from_config(&jwt(&key, Some(bundle))).unwrap_err();
+            assert!(err.to_string().contains("AROGYA_JWT__VERIFY_KEYS"), "{err}");
+            assert!(err.to_string().contains(says), "{bundle:?}: {err}");
+        }
+        let err = KeyRing::from_config(&jwt("garbage", None)).unwrap_err();
+        assert!(
+            err.to_string().contains("AROGYA_JWT__PRIVATE_KEY:"),
+            "{err}"
+        );
+        assert!(
+            !err.to_string().contains("garbage"),
+            "never echo key text: {err}"
+        );
     }
 }

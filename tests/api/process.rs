@@ -594,3 +594,76 @@ fn check_config_fails_an_unsafe_production_config_naming_each_problem() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("AROGYA_OTP__TTL_SECONDS"));
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn check_config_reads_the_signing_and_verify_keys_as_the_server_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("signing.pem");
+    let next = dir.path().join("next.pem");
+    std::fs::write(&key, arogya_auth::session::KeyRing::generate_pem().unwrap()).unwrap();
+    std::fs::write(
+        &next,
+        arogya_auth::session::KeyRing::generate_pem().unwrap(),
+    )
+    .unwrap();
+
+    // `public-key` prints the public half; published as a verify key, check-config names it.
+    let out = bin().arg("public-key").arg(&next).output().unwrap();
+    assert!(out.status.success());
+    let public = String::from_utf8(out.stdout).unwrap();
+    assert!(public.starts_with("-----BEGIN PUBLIC KEY-----"), "{public}");
+    let mut cmd = bin();
+    production_env(&mut cmd, &key);
+    let out = cmd
+        .env("AROGYA_JWT__VERIFY_KEYS", &public)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("# signing key:"))
+        .expect("a key line");
+    assert!(line.contains(&key.display().to_string()), "{line}");
+    assert!(!line.ends_with("also accepted: none"), "{line}");
+    assert!(text.contains("AROGYA_JWT__VERIFY_KEYS = (set, not shown)"));
+    assert!(!text.contains("BEGIN PUBLIC KEY"));
+
+    // A verify-keys file that is not a key: non-zero, naming the file.
+    let mut cmd = bin();
+    production_env(&mut cmd, &key);
+    let out = cmd
+        .env(
+            "AROGYA_JWT__VERIFY_KEYS_FILE",
+            dir.path().join("missing.pem"),
+        )
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("missing.pem"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Both the key text and the key file: refused, naming both.
+    let mut cmd = bin();
+    production_env(&mut cmd, &key);
+    let out = cmd
+        .env(
+            "AROGYA_JWT__PRIVATE_KEY",
+            std::fs::read_to_string(&next).unwrap(),
+        )
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("AROGYA_JWT__PRIVATE_KEY or AROGYA_JWT__PRIVATE_KEY_FILE"),
+        "{err}"
+    );
+    assert!(!err.contains("PRIVATE KEY-----"));
+}

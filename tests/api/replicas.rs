@@ -242,3 +242,118 @@ async fn logging_out_everywhere_on_one_replica_ends_every_session_on_the_other()
     let again = b.sign_in(phone).await;
     a.validate(&again.access_token).await.unwrap();
 }
+
+fn kid_of(token: &str) -> String {
+    jsonwebtoken::decode_header(token)
+        .expect("a JWT")
+        .kid
+        .expect("a kid")
+}
+
+async fn published_kids(app: &TestApp) -> Vec<String> {
+    let mut kids: Vec<String> = app.jwks().await["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| k["kid"].as_str().expect("kid").to_owned())
+        .collect();
+    kids.sort();
+    kids
+}
+
+/// The runbook of docs/OPERATIONS.md ("Rotating the signing key"), on replicas sharing Redis
+/// and PostgreSQL: publish the next key, swap (replicas of both steps serve side by side
+/// during the rollout), retire the old key after one access-token lifetime. No token that was
+/// valid is refused at any step; the old key's tokens validate until their own expiry.
+#[tokio::test]
+async fn the_signing_key_rotates_with_no_valid_token_refused() {
+    use arogya_auth::session::KeyRing;
+    let dir = tempfile::tempdir().unwrap();
+    let (old_key, new_key) = (dir.path().join("old.pem"), dir.path().join("new.pem"));
+    std::fs::write(&old_key, KeyRing::generate_pem().unwrap()).unwrap();
+    std::fs::write(&new_key, KeyRing::generate_pem().unwrap()).unwrap();
+    let new_public = KeyRing::public_pem(&std::fs::read(&new_key).unwrap()).unwrap();
+    let (_db, db_url) = Scratch::postgres().await;
+    let (_prefix, prefix) = Scratch::redis();
+    let replica = |signing: &std::path::Path, verify: Verify| {
+        let (signing, db_url, prefix) = (signing.to_owned(), db_url.clone(), prefix.clone());
+        let new_public = new_public.clone();
+        let old_key = old_key.clone();
+        TestApp::spawn_with(move |c| {
+            c.redis_url = Some(REDIS_URL.into());
+            c.redis.key_prefix = prefix;
+            c.database_url = Some(db_url);
+            c.otp.resend_cooldown_seconds = 0;
+            c.jwt.private_key_file = Some(signing);
+            match verify {
+                Verify::Nothing => {}
+                Verify::NextPublic => c.jwt.verify_keys = Some(new_public.into()),
+                Verify::OldFile => c.jwt.verify_keys_file = Some(old_key),
+            }
+        })
+    };
+    let before = replica(&old_key, Verify::Nothing).await;
+    let old = before.sign_in(PHONE).await;
+    let old_kid = kid_of(&old.access_token);
+
+    // Step 1: every replica publishes the next key while still signing with the old one.
+    let step1 = replica(&old_key, Verify::NextPublic).await;
+    // Step 2, mid-rollout: new replicas sign with the new key and keep accepting the old.
+    let step2 = replica(&new_key, Verify::OldFile).await;
+    let new = step2.sign_in("+919812345678").await;
+    let new_kid = kid_of(&new.access_token);
+    assert_ne!(new_kid, old_kid);
+    let mut both = vec![old_kid.clone(), new_kid.clone()];
+    both.sort();
+    assert_eq!(published_kids(&step1).await, both);
+    assert_eq!(published_kids(&step2).await, both);
+
+    step2
+        .validate(&old.access_token)
+        .await
+        .expect("the old key's token on a new replica");
+    step1
+        .validate(&new.access_token)
+        .await
+        .expect("the new key's token on a replica not yet swapped");
+    // (Why step 1 comes first: a replica that never heard of the new key refuses its tokens.)
+    expect_code(
+        before.validate(&new.access_token).await,
+        Code::Unauthenticated,
+    );
+
+    // A session begun under the old key refreshes on a new replica, getting a new-key token.
+    let refreshed = step2.refresh(&old.refresh_token).await.unwrap();
+    assert_eq!(kid_of(&refreshed.access_token), new_kid);
+    step1.validate(&refreshed.access_token).await.unwrap();
+
+    // The old key's token keeps validating until its own expiry, and not after.
+    step2.advance(14 * 60);
+    step2
+        .validate(&old.access_token)
+        .await
+        .expect("14 minutes after sign-in");
+    step2.advance(61);
+    expect_code(
+        step2.validate(&old.access_token).await,
+        Code::Unauthenticated,
+    );
+
+    // Step 3, one access-token lifetime after the swap: the old key retires. Every token still
+    // in its lifetime is a new-key token, and those all validate.
+    let step3 = replica(&new_key, Verify::Nothing).await;
+    assert_eq!(published_kids(&step3).await, vec![new_kid]);
+    step3.validate(&refreshed.access_token).await.unwrap();
+    step3.validate(&new.access_token).await.unwrap();
+    expect_code(
+        step3.validate(&old.access_token).await,
+        Code::Unauthenticated,
+    );
+}
+
+#[derive(Clone, Copy)]
+enum Verify {
+    Nothing,
+    NextPublic,
+    OldFile,
+}
