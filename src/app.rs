@@ -277,7 +277,10 @@ impl App {
             .routes()
             .into_axum_router()
             // Inside gRPC-Web, so the metrics see real gRPC trailers either way.
-            .layer(GrpcMetricsLayer(metrics.clone()))
+            .layer(GrpcMetricsLayer {
+                metrics: metrics.clone(),
+                traces: crate::telemetry::exporting_traces(),
+            })
             .layer(tonic_web::GrpcWebLayer::new())
             .route(
                 "/.well-known/jwks.json",
@@ -501,6 +504,8 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
             HeaderName::from_static("x-grpc-web"),
             HeaderName::from_static("x-user-agent"),
             HeaderName::from_static("grpc-timeout"),
+            HeaderName::from_static("traceparent"),
+            HeaderName::from_static("tracestate"),
         ])
         .expose_headers([
             HeaderName::from_static("grpc-status"),

@@ -65,15 +65,17 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&e.to_string()),
     };
-    if let Err(e) = arogya_auth::telemetry::init(&config) {
-        return fail(&e);
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+    };
+    // The OTLP exporter's gRPC channel lives on this runtime.
+    let telemetry = match runtime.block_on(async { arogya_auth::telemetry::init(&config) }) {
+        Ok(t) => t,
+        Err(e) => return fail(&e),
     };
     let result = runtime.block_on(async move {
         let shutdown = shutdown_signal();
@@ -98,6 +100,7 @@ fn main() -> ExitCode {
             }
         }
     });
+    telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),

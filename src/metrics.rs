@@ -383,16 +383,21 @@ fn status_in(headers: &http::HeaderMap) -> Option<tonic::Code> {
     Some(tonic::Code::from_i32(v))
 }
 
-/// Counts every gRPC call passing through it; other requests pass untouched.
+/// Counts every gRPC call passing through it; other requests pass untouched. With `traces`,
+/// each call also runs in its own server span (see [`crate::telemetry::rpc_span`]).
 #[derive(Clone)]
-pub struct GrpcMetricsLayer(pub Arc<Metrics>);
+pub struct GrpcMetricsLayer {
+    pub metrics: Arc<Metrics>,
+    pub traces: bool,
+}
 
 impl<S> tower::Layer<S> for GrpcMetricsLayer {
     type Service = GrpcMetrics<S>;
     fn layer(&self, inner: S) -> Self::Service {
         GrpcMetrics {
             inner,
-            metrics: self.0.clone(),
+            metrics: self.metrics.clone(),
+            traces: self.traces,
         }
     }
 }
@@ -401,6 +406,7 @@ impl<S> tower::Layer<S> for GrpcMetricsLayer {
 pub struct GrpcMetrics<S> {
     inner: S,
     metrics: Arc<Metrics>,
+    traces: bool,
 }
 
 /// One call being timed; records itself exactly once.
@@ -408,10 +414,26 @@ struct Call {
     metrics: Arc<Metrics>,
     labels: MethodLabels,
     started: Instant,
+    span: Option<tracing::Span>,
+}
+
+/// The codes OpenTelemetry's RPC conventions count as a server-side error.
+fn is_server_error(code: tonic::Code) -> bool {
+    use tonic::Code::*;
+    matches!(
+        code,
+        Unknown | DeadlineExceeded | Unimplemented | Internal | Unavailable | DataLoss
+    )
 }
 
 impl Call {
     fn finish(self, code: tonic::Code) {
+        if let Some(span) = &self.span {
+            span.record("rpc.grpc.status_code", code as i32);
+            if is_server_error(code) {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
         self.metrics
             .handling
             .get_or_create(&self.labels)
@@ -460,11 +482,19 @@ where
                     grpc_method: method.to_owned(),
                 },
                 started: Instant::now(),
+                span: self
+                    .traces
+                    .then(|| crate::telemetry::rpc_span(service, method, req.headers())),
             });
         if let Some(c) = &call {
             c.metrics.started.get_or_create(&c.labels).inc();
         }
-        let fut = self.inner.call(req);
+        let span = call
+            .as_ref()
+            .and_then(|c| c.span.clone())
+            .unwrap_or_else(tracing::Span::none);
+        let fut = span.in_scope(|| self.inner.call(req));
+        let fut = tracing::Instrument::instrument(fut, span);
         Box::pin(async move {
             let res = fut.await?;
             let Some(call) = call else {
@@ -587,6 +617,7 @@ mod tests {
             metrics: m.clone(),
             labels,
             started: Instant::now(),
+            span: None,
         }
         .finish(tonic::Code::Unauthenticated);
         let text = m.render();

@@ -150,7 +150,8 @@ pub async fn send_code(
     // refunds the cooldown.
     let delivery = {
         let (deps, phone, key, code) = (deps.clone(), phone.clone(), key.clone(), code.clone());
-        tokio::spawn(async move {
+        let span = tracing::info_span!("sms.send", provider = deps.sms.name());
+        let task = async move {
             let sent = match deps.policy.message.render(code.expose(), minutes) {
                 Ok(message) => deps.sms.send(&phone, &message).await,
                 Err(e) => Err(e), // never send a text DLT would drop
@@ -160,7 +161,8 @@ pub async fn send_code(
                 deps.otps.withdraw(&key, id).await?;
             }
             Ok::<_, OtpError>(sent.is_ok())
-        })
+        };
+        tokio::spawn(tracing::Instrument::instrument(task, span))
     };
     match delivery.await {
         Ok(Ok(true)) => {}

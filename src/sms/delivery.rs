@@ -128,7 +128,7 @@ impl SmsSender for Delivery {
     async fn send(&self, to: &PhoneNumber, message: &SmsMessage) -> Result<(), SmsError> {
         let mut last = None;
         for p in &self.chain {
-            let span = tracing::info_span!("sms.send", provider = p.name());
+            let span = tracing::info_span!("sms.provider", provider = p.name());
             let result = self
                 .try_provider(p.as_ref(), to, message)
                 .instrument(span)

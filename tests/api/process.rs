@@ -174,12 +174,18 @@ fn start(dir: &std::path::Path, extra: &[(&str, &str)]) -> Running {
             continue;
         };
         seen.push(line.clone());
-        if let Some(rest) = line
-            .split("addr=")
-            .nth(1)
-            .filter(|_| line.contains("serving gRPC"))
-        {
-            let addr = rest.split_whitespace().next().unwrap().to_owned();
+        if !line.contains("serving gRPC") {
+            continue;
+        }
+        let addr = match serde_json::from_str::<serde_json::Value>(&line) {
+            Ok(json) => json["fields"]["addr"].as_str().map(str::to_owned),
+            Err(_) => line
+                .split("addr=")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_owned),
+        };
+        if let Some(addr) = addr {
             return Running {
                 child: Some(child),
                 addr,
@@ -666,4 +672,198 @@ fn check_config_reads_the_signing_and_verify_keys_as_the_server_would() {
         "{err}"
     );
     assert!(!err.contains("PRIVATE KEY-----"));
+}
+
+mod collector {
+    //! A stand-in OpenTelemetry collector: the real OTLP/gRPC trace service, keeping what it
+    //! receives.
+    use std::sync::{Arc, Mutex};
+
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+        TraceService, TraceServiceServer,
+    };
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+    };
+    use tonic::{Request, Response, Status};
+
+    #[derive(Clone, Default)]
+    pub struct Collector {
+        pub requests: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
+        pub arrived: Arc<tokio::sync::Notify>,
+    }
+
+    #[tonic::async_trait]
+    impl TraceService for Collector {
+        async fn export(
+            &self,
+            request: Request<ExportTraceServiceRequest>,
+        ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+            self.requests.lock().unwrap().push(request.into_inner());
+            self.arrived.notify_waiters();
+            Ok(Response::new(ExportTraceServiceResponse::default()))
+        }
+    }
+
+    /// Serves on a free loopback port; returns the collector and its `http://` endpoint.
+    pub async fn start() -> (Collector, String) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let collector = Collector::default();
+        let service = TraceServiceServer::new(collector.clone());
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        (collector, format!("http://{addr}"))
+    }
+}
+
+#[test]
+fn rpc_spans_reach_an_otlp_collector_continuing_the_callers_trace() {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    use opentelemetry_proto::tonic::trace::v1::Span;
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (collector, endpoint) = rt.block_on(collector::start());
+    let dir = tempfile::tempdir().unwrap();
+    // A schedule delay longer than the test: spans can only arrive by the flush at SIGTERM.
+    let mut server = start(
+        dir.path(),
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
+        ],
+    );
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let code = rt.block_on(async {
+        let mut c = client(&server).await;
+        let mut req = tonic::Request::new(RequestOtpRequest {
+            phone_number: PHONE.into(),
+        });
+        req.metadata_mut().insert(
+            "traceparent",
+            format!("00-{trace_id}-{caller_span}-01").parse().unwrap(),
+        );
+        let sent = c.request_otp(req).await.unwrap().into_inner();
+        c.verify_otp(VerifyOtpRequest {
+            phone_number: PHONE.into(),
+            otp: sent.dev_otp.clone(),
+        })
+        .await
+        .unwrap();
+        sent.dev_otp
+    });
+    assert!(
+        collector.requests.lock().unwrap().is_empty(),
+        "batched, not yet sent"
+    );
+    assert!(server.terminate(Duration::from_secs(15)).success());
+
+    let requests = collector.requests.lock().unwrap().clone();
+    let resource_spans: Vec<_> = requests.iter().flat_map(|r| &r.resource_spans).collect();
+    assert!(!resource_spans.is_empty(), "flushed at shutdown");
+    let service_name = resource_spans[0]
+        .resource
+        .as_ref()
+        .unwrap()
+        .attributes
+        .iter()
+        .find(|kv| kv.key == "service.name")
+        .and_then(|kv| kv.value.clone()?.value);
+    assert_eq!(service_name, Some(Value::StringValue("arogya-auth".into())));
+    let spans: Vec<&Span> = resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+        .collect();
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let attr = |s: &Span, key: &str| {
+        s.attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.clone()?.value)
+    };
+    let named = |name: &str| -> &Span {
+        spans.iter().find(|s| s.name == name).unwrap_or_else(|| {
+            panic!(
+                "no {name} span in {:#?}",
+                spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+            )
+        })
+    };
+
+    // The RequestOtp server span continues the caller's trace, under the caller's span.
+    let rpc = named("arogya.auth.v1.AuthService/RequestOtp");
+    assert_eq!(hex(&rpc.trace_id), trace_id);
+    assert_eq!(hex(&rpc.parent_span_id), caller_span);
+    assert_eq!(rpc.kind, 2, "SPAN_KIND_SERVER");
+    assert_eq!(
+        attr(rpc, "rpc.system"),
+        Some(Value::StringValue("grpc".into()))
+    );
+    assert_eq!(
+        attr(rpc, "rpc.method"),
+        Some(Value::StringValue("RequestOtp".into()))
+    );
+    assert_eq!(attr(rpc, "rpc.grpc.status_code"), Some(Value::IntValue(0)));
+    // Its children: the flow, under it the store calls and the SMS send.
+    let flow = named("otp.send");
+    assert_eq!(flow.trace_id, rpc.trace_id);
+    assert_eq!(flow.parent_span_id, rpc.span_id);
+    let sms = named("sms.send");
+    assert_eq!(sms.parent_span_id, flow.span_id);
+    let issue = spans
+        .iter()
+        .find(|s| s.name == "store" && attr(s, "op") == Some(Value::StringValue("issue".into())))
+        .expect("a store span for the code's issue");
+    assert_eq!(issue.parent_span_id, flow.span_id);
+
+    // VerifyOtp came with no trace context: a new trace, the database call inside it.
+    let verify = named("arogya.auth.v1.AuthService/VerifyOtp");
+    assert_ne!(verify.trace_id, rpc.trace_id);
+    assert!(verify.parent_span_id.is_empty(), "a root span");
+    assert!(spans.iter().any(|s| s.trace_id == verify.trace_id
+        && attr(s, "op") == Some(Value::StringValue("find_or_create".into()))));
+
+    // Nothing secret in any span: no full number, no code.
+    let dump = format!("{spans:?}");
+    assert!(!dump.contains("9876543210"), "a full number in a span");
+    assert!(!contains_token(&dump, &code), "the code in a span");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_with_the_number_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &[("AROGYA_LOG__FORMAT", "json")]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let code = rt.block_on(async {
+        let mut c = client(&server).await;
+        c.request_otp(RequestOtpRequest {
+            phone_number: PHONE.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .dev_otp
+    });
+    assert!(server.terminate(Duration::from_secs(10)).success());
+    let log = server.log();
+    assert!(log.len() > 3, "{log:#?}");
+    let mut masked = false;
+    for line in &log {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
+        assert!(v["fields"].is_object(), "{line}");
+        masked |= line.contains("+91******3210");
+        assert!(!line.contains("9876543210"), "full number: {line}");
+        assert!(!contains_token(line, &code), "the code: {line}");
+    }
+    assert!(masked, "the masked number is logged: {log:#?}");
 }
