@@ -115,10 +115,12 @@ pub(crate) fn bearer_metadata<T>(req: &Request<T>) -> Result<Option<&str>, Statu
         None => Ok(None),
         Some(v) => {
             let s = v.to_str().map_err(|_| {
-                Status::unauthenticated("the authorization header is not readable text")
+                status::malformed_authorization("the authorization header is not readable text")
             })?;
             crate::session::bearer(s).map(Some).ok_or_else(|| {
-                Status::unauthenticated("the authorization header must be `Bearer <access token>`")
+                status::malformed_authorization(
+                    "the authorization header must be `Bearer <access token>`",
+                )
             })
         }
     }

@@ -97,6 +97,16 @@ impl From<OtpError> for Status {
     }
 }
 
+/// UNAUTHENTICATED `TOKEN_INVALID` for `authorization` metadata that is not a bearer token.
+pub fn malformed_authorization(message: &str) -> Status {
+    info(
+        Code::Unauthenticated,
+        message.to_owned(),
+        "TOKEN_INVALID",
+        ErrorDetails::new(),
+    )
+}
+
 /// `field` names the request field that carried the token, for a size violation.
 pub fn session_status(err: SessionError, field: &str) -> Status {
     let auth = |reason: &str, err: &SessionError| {

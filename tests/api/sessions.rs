@@ -323,3 +323,28 @@ async fn a_rotated_away_refresh_token_cannot_log_the_user_out_everywhere() {
         Code::Unauthenticated,
     );
 }
+
+#[tokio::test]
+async fn authorization_metadata_that_is_not_a_bearer_token_is_token_invalid_with_error_info() {
+    let app = TestApp::spawn().await;
+    for header in ["Basic dXNlcjpwYXNz", "Bearer", "bearer", "Token abc"] {
+        let mut req = tonic::Request::new(arogya_auth::proto::ValidateSessionRequest::default());
+        req.metadata_mut()
+            .insert("authorization", header.parse().unwrap());
+        let s = expect_code(
+            app.client.clone().validate_session(req).await,
+            Code::Unauthenticated,
+        );
+        assert_eq!(reason(&s).as_deref(), Some("TOKEN_INVALID"), "{header}");
+        assert!(
+            s.message().contains("Bearer <access token>"),
+            "{}",
+            s.message()
+        );
+        let mut req = tonic::Request::new(arogya_auth::proto::LogoutRequest::default());
+        req.metadata_mut()
+            .insert("authorization", header.parse().unwrap());
+        let s = expect_code(app.client.clone().logout(req).await, Code::Unauthenticated);
+        assert_eq!(reason(&s).as_deref(), Some("TOKEN_INVALID"), "{header}");
+    }
+}
