@@ -393,7 +393,12 @@ impl Config {
         if let Some(f) = file {
             fig = fig.merge(Toml::file_exact(f));
         }
-        fig.merge(Env::prefixed("AROGYA_").split("__")).merge(
+        fig.merge(
+            Env::prefixed("AROGYA_")
+                .filter(|k| !is_service_link(k.as_str()))
+                .split("__"),
+        )
+        .merge(
             Env::raw()
                 .only(&["REDIS_URL", "DATABASE_URL"])
                 .map(|k| k.as_str().to_ascii_lowercase().into()),
@@ -842,6 +847,32 @@ impl Config {
     pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
         self.trusted_proxies.iter().any(|net| net.contains(&ip))
     }
+}
+
+/// Whether `name` (after the `AROGYA_` prefix) is one of the variables Kubernetes injects for
+/// a Service whose name starts with `arogya-` (`AROGYA_AUTH_SERVICE_HOST`,
+/// `AROGYA_AUTH_PORT_50051_TCP_ADDR`, …). They hold no setting of ours and must not trip the
+/// unknown-key check; none of our names can look like them (ours never end so, and nested
+/// ones contain `__`).
+fn is_service_link(name: &str) -> bool {
+    let name = name.to_ascii_uppercase();
+    if name.contains("__") {
+        return false;
+    }
+    if name.ends_with("_SERVICE_HOST") || name.contains("_SERVICE_PORT") {
+        return true;
+    }
+    // `<SVC>_PORT` and `<SVC>_PORT_<n>_<PROTO>[_PROTO|_PORT|_ADDR]`
+    let Some((_, rest)) = name.rsplit_once("_PORT").filter(|(svc, _)| !svc.is_empty()) else {
+        return false;
+    };
+    let parts: Vec<&str> = rest.split('_').skip(1).collect();
+    rest.is_empty()
+        || (matches!(parts.as_slice(), [n, proto, ..] if n.bytes().all(|b| b.is_ascii_digit()) && !n.is_empty() && matches!(*proto, "TCP" | "UDP" | "SCTP"))
+            && parts.len() <= 3
+            && parts
+                .get(2)
+                .is_none_or(|p| matches!(*p, "PROTO" | "PORT" | "ADDR")))
 }
 
 /// `otp.ttl_seconds` → `AROGYA_OTP__TTL_SECONDS`; the two unprefixed URLs stay as they are.

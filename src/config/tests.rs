@@ -396,3 +396,42 @@ fn the_start_up_check_renders_with_the_real_code_lifetime() {
         Ok(())
     });
 }
+
+#[test]
+fn kubernetes_service_links_are_ignored_but_a_misspelt_setting_is_not() {
+    Jail::expect_with(|j| {
+        // What Kubernetes injects for a Service named `arogya-auth` (and one named `arogya-web`).
+        for (k, v) in [
+            ("AROGYA_AUTH_SERVICE_HOST", "10.96.0.12"),
+            ("AROGYA_AUTH_SERVICE_PORT", "50051"),
+            ("AROGYA_AUTH_SERVICE_PORT_GRPC", "50051"),
+            ("AROGYA_AUTH_PORT", "tcp://10.96.0.12:50051"),
+            ("AROGYA_AUTH_PORT_50051_TCP", "tcp://10.96.0.12:50051"),
+            ("AROGYA_AUTH_PORT_50051_TCP_PROTO", "tcp"),
+            ("AROGYA_AUTH_PORT_50051_TCP_PORT", "50051"),
+            ("AROGYA_AUTH_PORT_50051_TCP_ADDR", "10.96.0.12"),
+            ("AROGYA_WEB_PORT_443_UDP_ADDR", "10.96.0.13"),
+        ] {
+            j.set_env(k, v);
+        }
+        j.set_env("AROGYA_OTP__TTL_SECONDS", "300");
+        let cfg = load().expect("service links ignored");
+        assert_eq!(cfg.otp.ttl_seconds, 300);
+        Ok(())
+    });
+    for typo in [
+        "AROGYA_LISTEN_ADR",
+        "AROGYA_OTP__TTL_SECONDS_PORT",
+        "AROGYA_AUTH_PORT_X_TCP",
+    ] {
+        Jail::expect_with(|j| {
+            j.set_env(typo, "1");
+            let err = load().expect_err(typo).to_string();
+            assert!(
+                err.to_ascii_uppercase().contains(&typo[7..]) || err.contains("unknown"),
+                "{typo}: {err}"
+            );
+            Ok(())
+        });
+    }
+}

@@ -123,7 +123,12 @@ impl KeyRing {
 
     /// Accepts (and publishes) every Ed25519 key in a PEM bundle: `PUBLIC KEY` (SPKI) or
     /// `PRIVATE KEY` (PKCS#8) blocks. The signing key may be listed again; it is not doubled.
+    /// An empty (or blank) bundle adds nothing, so a mounted file can be emptied after a
+    /// rotation; anything else that holds no PEM block is refused.
     fn add_verify_keys(&mut self, text: &[u8]) -> Result<(), String> {
+        if text.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
         let blocks = pem::parse_many(text).map_err(|e| format!("not PEM ({e})"))?;
         if blocks.is_empty() {
             return Err("holds no PEM block".into());
@@ -623,7 +628,6 @@ mod tests {
     fn bad_verify_keys_are_refused_with_their_place() {
         let key = KeyRing::generate_pem().unwrap();
         for (bundle, says) in [
-            ("", "holds no PEM block"),
             ("not pem at all", "holds no PEM block"),
             (
                 "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
@@ -638,6 +642,10 @@ mod tests {
             let err = KeyRing::from_config(&jwt(&key, Some(bundle))).unwrap_err();
             assert!(err.to_string().contains("AROGYA_JWT__VERIFY_KEYS"), "{err}");
             assert!(err.to_string().contains(says), "{bundle:?}: {err}");
+        }
+        for blank in ["", "\n  \n"] {
+            let ring = KeyRing::from_config(&jwt(&key, Some(blank))).expect("blank adds nothing");
+            assert_eq!(ring.kids().len(), 1);
         }
         let err = KeyRing::from_config(&jwt("garbage", None)).unwrap_err();
         assert!(
