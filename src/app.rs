@@ -40,6 +40,11 @@ use crate::store::{OtpStore, RateLimiter, SessionStore};
 /// The gRPC service name health reports on.
 pub const SERVICE_NAME: &str = "arogya.auth.v1.AuthService";
 
+/// A health name that is SERVING for as long as the process serves at all, whatever Redis
+/// and the database do: for liveness probes (`grpc: {port: 50051, service: liveness}`), which
+/// must not restart every replica during a dependency outage.
+pub const LIVENESS_NAME: &str = "liveness";
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("{0}")]
@@ -235,6 +240,9 @@ impl App {
             })
         };
         let (health, health_svc) = tonic_health::server::health_reporter();
+        health
+            .set_service_status(LIVENESS_NAME, ServingStatus::Serving)
+            .await;
         // Health is NOT_SERVING until Redis and the database answer; a task keeps it current.
         let ready = readiness.report(&health, None).await;
         let watcher_stop = Arc::new(tokio::sync::Notify::new());

@@ -490,11 +490,11 @@ def cmd_k8s() -> None:
     rp, lp, sp = c["readinessProbe"], c["livenessProbe"], c["startupProbe"]
     check("grpc" in rp and probe_port(rp) == listen and rp["grpc"].get("service", "") == "",
           "readiness: gRPC health (service \"\") on the gRPC port")
-    check(lp.get("httpGet", {}).get("path") == "/.well-known/jwks.json" and probe_port(lp) == listen,
-          "liveness: GET /.well-known/jwks.json on the gRPC port (independent of Redis and PostgreSQL)")
+    check("grpc" in lp and probe_port(lp) == listen and lp["grpc"].get("service") == "liveness",
+          "liveness: gRPC health (service \"liveness\") on the gRPC port (independent of Redis and PostgreSQL)")
     check(lp.get("failureThreshold", 3) * lp.get("periodSeconds", 10) >= 60,
           "liveness tolerates a minute of failures before a restart")
-    check(sp.get("httpGet") == lp.get("httpGet") and sp.get("failureThreshold", 3) * sp.get("periodSeconds", 10) >= 30,
+    check(sp.get("grpc") == lp.get("grpc") and sp.get("failureThreshold", 3) * sp.get("periodSeconds", 10) >= 30,
           "startup probe: the liveness check, for at least 30 s")
     sleep = c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
     grace = int(cm.get("AROGYA_SERVER__SHUTDOWN_GRACE_SECONDS", "10"))
@@ -654,12 +654,15 @@ def k8s_pod_env_and_files(workdir: Path, binary: str, variant: str) -> tuple[dic
     return env, files, expect
 
 
-def grpc_health(port: int) -> str:
+def grpc_health(port: int, service: str = "") -> str:
     """One grpc.health.v1.Health/Check over h2c with curl, as the kubelet's gRPC probe sends it."""
+    name = service.encode()
+    message = (b"\x0a" + bytes([len(name)]) + name) if name else b""
+    frame = b"\x00" + len(message).to_bytes(4, "big") + message
     r = subprocess.run(
         ["curl", "-s", "--max-time", "3", "--http2-prior-knowledge", "-H", "content-type: application/grpc",
          "-H", "te: trailers", "--data-binary", "@-", "-o", "-", f"http://127.0.0.1:{port}/grpc.health.v1.Health/Check"],
-        input=b"\x00\x00\x00\x00\x00", capture_output=True,
+        input=frame, capture_output=True,
     )
     body = r.stdout
     if len(body) >= 7 and body[:5] == b"\x00\x00\x00\x00\x02" and body[5] == 0x08:
@@ -722,7 +725,7 @@ def serve_smoke(binary: str, env: dict[str, str], workdir: Path, deps_up: bool, 
             if status == 200:
                 break
             time.sleep(0.3)
-        if not check(status == 200, f"serve ({label}): startup/liveness probe GET /.well-known/jwks.json -> {status}"):
+        if not check(status == 200, f"serve ({label}): GET /.well-known/jwks.json -> {status}"):
             log.flush()
             print("  serve's last log lines:")
             for line in (workdir / f"serve-{'up' if deps_up else 'down'}.log").read_text().splitlines()[-5:]:
@@ -742,6 +745,8 @@ def serve_smoke(binary: str, env: dict[str, str], workdir: Path, deps_up: bool, 
                 break
             time.sleep(0.5)
         check(health == want, f"serve ({label}): readiness probe grpc.health.v1 \"\" -> {health} (want {want})")
+        live = grpc_health(listen, "liveness")
+        check(live == "SERVING", f"serve ({label}): startup/liveness probe grpc.health.v1 \"liveness\" -> {live}")
         status, metrics = http_get(f"http://127.0.0.1:{admin}/metrics")
         check(status == 200 and b"grpc_server_handled_total" in metrics,
               f"serve ({label}): GET /metrics on the admin port -> {status}, gRPC series present")

@@ -197,6 +197,16 @@ async fn redis_down_during_traffic_is_unavailable_then_recovers_with_every_sessi
     fails_fast(app.refresh(&before.refresh_token)).await;
     fails_fast(app.verify_otp("9123456789", &pending.dev_otp)).await;
     health_becomes(&app, ServingStatus::NotServing).await;
+    // Liveness is not readiness: the process still serves, so a liveness probe must not
+    // restart it for an outage elsewhere.
+    let live = tonic_health::pb::health_client::HealthClient::new(channel(app.addr).await)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "liveness".into(),
+        })
+        .await
+        .expect("liveness answers")
+        .into_inner();
+    assert_eq!(live.status(), ServingStatus::Serving);
 
     proxy.restore();
     health_becomes(&app, ServingStatus::Serving).await;
