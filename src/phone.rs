@@ -26,12 +26,15 @@ pub enum PhoneError {
     Empty,
     #[error("the mobile number is too long")]
     TooLong,
-    #[error("use only digits, spaces, dashes and a leading +91 in the mobile number")]
+    #[error("use only digits, spaces, dashes, dots, brackets and a leading +91 in the mobile number")]
     BadCharacters,
     #[error("only Indian (+91) mobile numbers are supported")]
     NotIndian,
     #[error("an Indian mobile number has 10 digits and starts with 6, 7, 8 or 9")]
     NotAMobile,
+    /// Well-formed, but the numbering plan says it is a landline or a special number.
+    #[error("this is not a mobile number; enter a number that can receive SMS")]
+    Landline,
 }
 
 impl PhoneNumber {
@@ -85,7 +88,7 @@ impl PhoneNumber {
             parsed.number_type(&DATABASE),
             Type::Mobile | Type::FixedLineOrMobile | Type::Unknown
         ) {
-            return Err(PhoneError::NotAMobile);
+            return Err(PhoneError::Landline);
         }
         Ok(Self(e164))
     }
@@ -150,18 +153,18 @@ mod tests {
     #[test]
     fn mobiles_start_with_six_to_nine() {
         assert_eq!(ok("6000000000"), "+916000000000");
-        for raw in [
-            "5876543210",
-            "1234567890",
-            "+91 22 2345 6789",
-            "08041234567",
-        ] {
+        for raw in ["5876543210", "1234567890", "+91 22 2345 6789"] {
             assert_eq!(
                 PhoneNumber::parse(raw),
                 Err(PhoneError::NotAMobile),
                 "{raw:?}"
             );
         }
+        // Ten digits from 6-9, but the numbering plan says landline: a message that says so.
+        assert_eq!(
+            PhoneNumber::parse("08041234567"),
+            Err(PhoneError::Landline)
+        );
     }
 
     #[test]
