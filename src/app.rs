@@ -163,7 +163,8 @@ impl App {
             conn.clone(),
             migrations_pending,
             db_timeout.max(Duration::from_millis(config.redis.timeout_ms)),
-        );
+        )
+        .metered(metrics.clone());
         let deps = Deps {
             otps,
             sessions,
@@ -312,9 +313,11 @@ impl App {
         let signal = {
             let (health, stopping) = (health.clone(), stopping.clone());
             let watcher_stop = watcher_stop.clone();
+            let metrics = metrics.clone();
             async move {
                 shutdown.await;
                 watcher_stop.notify_one();
+                metrics.set_ready(false);
                 tracing::info!("shutting down: no new connections; finishing calls in flight");
                 health.set_not_serving::<AuthServiceServer<AuthApi>>().await;
                 health

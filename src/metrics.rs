@@ -118,6 +118,7 @@ pub struct Metrics {
     refresh_reuse: Counter,
     store_seconds: Family<StoreLabels, Histogram, fn() -> Histogram>,
     store_errors: Family<StoreLabels, Counter>,
+    ready: prometheus_client::metrics::gauge::Gauge,
 }
 
 /// Store call buckets (seconds): from a cache-warm Redis round trip to a timeout.
@@ -175,6 +176,7 @@ impl Metrics {
             refresh_reuse: Counter::default(),
             store_seconds: Family::new_with_constructor(store_histogram),
             store_errors: Family::default(),
+            ready: Default::default(),
             registry,
         };
         metrics.register_domain();
@@ -182,6 +184,36 @@ impl Metrics {
     }
 
     fn register_domain(&mut self) {
+        // Every fixed label value exists from the start, so dashboards and ratios read 0 rather
+        // than "no data" before the first event.
+        for kind in ["request", "resend"] {
+            let _ = self.otp_sent.get_or_create(&KindLabel { kind });
+        }
+        for new_user in ["true", "false"] {
+            let _ = self.otp_verified.get_or_create(&NewUserLabel { new_user });
+        }
+        for why in [
+            OtpFailure::WrongCode,
+            OtpFailure::NoCode,
+            OtpFailure::LockedOut,
+        ] {
+            let _ = self.otp_failed.get_or_create(&ReasonLabel {
+                reason: why.label(),
+            });
+        }
+        for limit in [
+            "ip_otp_requests",
+            "ip_verifies",
+            "phone_sends",
+            "phone_wrong_guesses",
+            "sms_global",
+            "otp_resend_cooldown",
+        ] {
+            let _ = self.rate_limited.get_or_create(&LimitLabel { limit });
+        }
+        for scope in ["session", "all"] {
+            let _ = self.sessions_revoked.get_or_create(&ScopeLabel { scope });
+        }
         let r = self.registry.sub_registry_with_prefix("arogya_auth");
         r.register(
             "otp_sent",
@@ -239,10 +271,19 @@ impl Metrics {
             self.store_seconds.clone(),
         );
         r.register(
+            "ready",
+            "1 while Redis and the database answer (health SERVING), 0 otherwise.",
+            self.ready.clone(),
+        );
+        r.register(
             "store_errors",
             "Store calls that failed (unreachable, timed out or refused), by operation.",
             self.store_errors.clone(),
         );
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
     }
 
     pub fn otp_sent(&self, resend: bool) {
@@ -267,6 +308,15 @@ impl Metrics {
 
     pub fn otp_locked_out(&self) {
         self.otp_locked_out.inc();
+    }
+
+    /// Makes a provider's series exist (at 0) before its first send.
+    pub fn sms_provider(&self, provider: &'static str) {
+        for outcome in ["accepted", "failed"] {
+            let _ = self
+                .sms_sends
+                .get_or_create(&SmsLabels { provider, outcome });
+        }
     }
 
     pub fn sms_send(&self, provider: &'static str, accepted: bool) {

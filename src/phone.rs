@@ -26,7 +26,9 @@ pub enum PhoneError {
     Empty,
     #[error("the mobile number is too long")]
     TooLong,
-    #[error("use only digits, spaces, dashes, dots, brackets and a leading +91 in the mobile number")]
+    #[error(
+        "use only digits, spaces, dashes, dots, brackets and a leading +91 in the mobile number"
+    )]
     BadCharacters,
     #[error("only Indian (+91) mobile numbers are supported")]
     NotIndian,
@@ -161,10 +163,7 @@ mod tests {
             );
         }
         // Ten digits from 6-9, but the numbering plan says landline: a message that says so.
-        assert_eq!(
-            PhoneNumber::parse("08041234567"),
-            Err(PhoneError::Landline)
-        );
+        assert_eq!(PhoneNumber::parse("08041234567"), Err(PhoneError::Landline));
     }
 
     #[test]

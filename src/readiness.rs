@@ -27,6 +27,8 @@ pub struct Readiness {
     /// Migrations still to apply (they could not run at start-up).
     migrations_pending: Arc<Mutex<bool>>,
     timeout: Duration,
+    /// `arogya_auth_ready`, kept equal to the health status.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Readiness {
@@ -41,7 +43,14 @@ impl Readiness {
             db,
             migrations_pending: Arc::new(Mutex::new(migrations_pending)),
             timeout,
+            metrics: None,
         }
+    }
+
+    /// Mirrors every health change in `arogya_auth_ready`.
+    pub fn metered(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// `Ok` when everything answers; otherwise what does not, in words for the log.
@@ -76,6 +85,9 @@ impl Readiness {
     pub async fn report(&self, health: &HealthReporter, was_ready: Option<bool>) -> bool {
         let result = self.check().await;
         let ready = result.is_ok();
+        if let Some(m) = &self.metrics {
+            m.set_ready(ready);
+        }
         if was_ready != Some(ready) {
             match &result {
                 Ok(()) => tracing::info!("dependencies answer: serving"),

@@ -92,6 +92,10 @@ pub async fn send_code(
     // Cheap check first, so the common cooldown refusal spends no per-number or global budget.
     if let Some(until) = deps.otps.cooldown_until(&key, now).await? {
         deps.metrics.rate_limited("otp_resend_cooldown");
+        tracing::info!(
+            retry_after_secs = secs_until(now, until),
+            "code not sent: resend cooldown"
+        );
         return Err(OtpError::Cooldown {
             retry_after_secs: secs_until(now, until),
         });
@@ -226,11 +230,13 @@ pub async fn verify_code(
     {
         Attempt::NoCode => {
             deps.metrics.otp_failed(OtpFailure::NoCode);
+            tracing::info!("no live code: expired, used, or never sent");
             undo_all(deps, &wrong_guess, now).await;
             return Err(OtpError::WrongOrExpired);
         }
         Attempt::LockedOut => {
             deps.metrics.otp_failed(OtpFailure::LockedOut);
+            tracing::info!("refused: this code's attempts are used up");
             undo_all(deps, &wrong_guess, now).await;
             return Err(OtpError::AttemptsExhausted);
         }

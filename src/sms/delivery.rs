@@ -83,6 +83,9 @@ impl Delivery {
 
     /// Counts each provider's outcome in `arogya_auth_sms_sends_total`.
     pub fn metered(mut self, metrics: Arc<Metrics>) -> Self {
+        for p in &self.chain {
+            metrics.sms_provider(p.name());
+        }
         self.metrics = Some(metrics);
         self
     }

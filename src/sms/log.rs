@@ -17,6 +17,7 @@ pub struct LogSms {
 impl LogSms {
     /// Counts each message in `arogya_auth_sms_sends_total{provider="log"}`.
     pub fn metered(metrics: Arc<Metrics>) -> Self {
+        metrics.sms_provider("log");
         Self {
             metrics: Some(metrics),
         }

@@ -70,6 +70,15 @@ fn domain(series: &str) -> String {
 async fn domain_counters_move_with_each_sign_in_event() {
     let app = TestApp::spawn().await;
     let before = app.scrape_metrics().await;
+    // Fixed label values exist (at 0) before their first event; readiness is a gauge.
+    for series in [
+        "arogya_auth_rate_limited_total{limit=\"sms_global\"} 0",
+        "arogya_auth_otp_failed_total{reason=\"locked_out\"} 0",
+        "arogya_auth_sms_sends_total{provider=\"log\",outcome=\"failed\"} 0",
+        "arogya_auth_ready 1",
+    ] {
+        assert!(before.lines().any(|l| l == series), "{series}\n{before}");
+    }
 
     // A sign-in: a code sent and accepted by the log provider, verified, a new session.
     let signed = app.sign_in(PHONE).await;
