@@ -29,16 +29,50 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MethodLabels {
     pub grpc_type: &'static str,
-    pub grpc_service: String,
-    pub grpc_method: String,
+    pub grpc_service: &'static str,
+    pub grpc_method: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HandledLabels {
     pub grpc_type: &'static str,
-    pub grpc_service: String,
-    pub grpc_method: String,
+    pub grpc_service: &'static str,
+    pub grpc_method: &'static str,
     pub grpc_code: &'static str,
+}
+
+/// Every method served, by service: metrics are kept for these (and one `unknown` bucket for
+/// any other path), so a client sending made-up paths cannot grow the label set.
+const METHODS: &[(&str, &[&str])] = &[
+    (
+        "arogya.auth.v1.AuthService",
+        &[
+            "RequestOtp",
+            "ResendOtp",
+            "VerifyOtp",
+            "ValidateSession",
+            "RefreshSession",
+            "Logout",
+        ],
+    ),
+    ("grpc.health.v1.Health", &["Check", "Watch"]),
+    (
+        "grpc.reflection.v1.ServerReflection",
+        &["ServerReflectionInfo"],
+    ),
+    (
+        "grpc.reflection.v1alpha.ServerReflection",
+        &["ServerReflectionInfo"],
+    ),
+];
+
+/// The series of one method, resolved once: a call costs one map lookup, no allocation.
+struct MethodSeries {
+    labels: MethodLabels,
+    started: Counter,
+    handling: Histogram,
+    /// By `tonic::Code` (0..=16), created on first use.
+    handled: [std::sync::OnceLock<Counter>; 17],
 }
 
 type Seconds = Family<MethodLabels, Histogram, fn() -> Histogram>;
@@ -103,9 +137,10 @@ impl OtpFailure {
 
 pub struct Metrics {
     registry: Registry,
-    started: Family<MethodLabels, Counter>,
     handled: Family<HandledLabels, Counter>,
-    handling: Seconds,
+    /// `/service/method` → index into `series`; the last entry is `unknown`.
+    paths: std::collections::HashMap<String, usize>,
+    series: Vec<MethodSeries>,
     otp_sent: Family<KindLabel, Counter>,
     otp_verified: Family<NewUserLabel, Counter>,
     otp_failed: Family<ReasonLabel, Counter>,
@@ -160,10 +195,31 @@ impl Metrics {
             "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
             handling.clone(),
         );
+        let mut paths = std::collections::HashMap::new();
+        let mut series = Vec::new();
+        let known = METHODS
+            .iter()
+            .flat_map(|(service, methods)| methods.iter().map(move |m| (*service, *m)));
+        for (service, method) in known.chain([("unknown", "unknown")]) {
+            let labels = MethodLabels {
+                grpc_type: grpc_type(service, method),
+                grpc_service: service,
+                grpc_method: method,
+            };
+            if service != "unknown" {
+                paths.insert(format!("/{service}/{method}"), series.len());
+            }
+            series.push(MethodSeries {
+                started: started.get_or_create(&labels).clone(),
+                handling: handling.get_or_create(&labels).clone(),
+                labels,
+                handled: Default::default(),
+            });
+        }
         let mut metrics = Self {
-            started,
             handled,
-            handling,
+            paths,
+            series,
             otp_sent: Family::default(),
             otp_verified: Family::default(),
             otp_failed: Family::default(),
@@ -360,7 +416,13 @@ impl Metrics {
         F: std::future::Future<Output = Result<T, E>>,
     {
         use tracing::Instrument;
-        let span = tracing::info_span!("store", store, op);
+        // A span only for trace export: it is all a span would be for, and creating one costs
+        // more than the rest of this wrapper.
+        let span = if crate::telemetry::exporting_traces() {
+            tracing::info_span!("store", store, op)
+        } else {
+            tracing::Span::none()
+        };
         let started = Instant::now();
         let result = call.instrument(span).await;
         let labels = StoreLabels { store, op };
@@ -380,13 +442,6 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
-}
-
-/// `/arogya.auth.v1.AuthService/VerifyOtp` → (`arogya.auth.v1.AuthService`, `VerifyOtp`).
-fn split_path(path: &str) -> Option<(&str, &str)> {
-    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
-    (!service.is_empty() && !method.is_empty() && !method.contains('/'))
-        .then_some((service, method))
 }
 
 /// go-grpc-prometheus's `grpc_type`: every AuthService RPC is unary; health's Watch streams
@@ -462,7 +517,8 @@ pub struct GrpcMetrics<S> {
 /// One call being timed; records itself exactly once.
 struct Call {
     metrics: Arc<Metrics>,
-    labels: MethodLabels,
+    /// Index into `Metrics::series`.
+    method: usize,
     started: Instant,
     span: Option<tracing::Span>,
 }
@@ -484,17 +540,23 @@ impl Call {
                 span.record("otel.status_code", "ERROR");
             }
         }
-        self.metrics
+        let series = &self.metrics.series[self.method];
+        series
             .handling
-            .get_or_create(&self.labels)
             .observe(self.started.elapsed().as_secs_f64());
-        self.metrics
-            .handled
-            .get_or_create(&HandledLabels {
-                grpc_type: self.labels.grpc_type,
-                grpc_service: self.labels.grpc_service,
-                grpc_method: self.labels.grpc_method,
-                grpc_code: code_name(code),
+        let code_index = (code as usize).min(series.handled.len() - 1);
+        series.handled[code_index]
+            .get_or_init(|| {
+                let labels = &series.labels;
+                self.metrics
+                    .handled
+                    .get_or_create(&HandledLabels {
+                        grpc_type: labels.grpc_type,
+                        grpc_service: labels.grpc_service,
+                        grpc_method: labels.grpc_method,
+                        grpc_code: code_name(code),
+                    })
+                    .clone()
             })
             .inc();
     }
@@ -522,23 +584,28 @@ where
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.starts_with("application/grpc"));
-        let call = split_path(req.uri().path())
-            .filter(|_| is_grpc)
-            .map(|(service, method)| Call {
-                metrics: self.metrics.clone(),
-                labels: MethodLabels {
-                    grpc_type: grpc_type(service, method),
-                    grpc_service: service.to_owned(),
-                    grpc_method: method.to_owned(),
-                },
+        let call = is_grpc.then(|| {
+            let metrics = &self.metrics;
+            let method = metrics
+                .paths
+                .get(req.uri().path())
+                .copied()
+                .unwrap_or(metrics.series.len() - 1);
+            let labels = &metrics.series[method].labels;
+            metrics.series[method].started.inc();
+            Call {
+                metrics: metrics.clone(),
+                method,
                 started: Instant::now(),
-                span: self
-                    .traces
-                    .then(|| crate::telemetry::rpc_span(service, method, req.headers())),
-            });
-        if let Some(c) = &call {
-            c.metrics.started.get_or_create(&c.labels).inc();
-        }
+                span: self.traces.then(|| {
+                    crate::telemetry::rpc_span(
+                        labels.grpc_service,
+                        labels.grpc_method,
+                        req.headers(),
+                    )
+                }),
+            }
+        });
         let span = call
             .as_ref()
             .and_then(|c| c.span.clone())
@@ -627,14 +694,54 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paths_split_into_service_and_method() {
-        assert_eq!(
-            split_path("/arogya.auth.v1.AuthService/VerifyOtp"),
-            Some(("arogya.auth.v1.AuthService", "VerifyOtp"))
-        );
-        for bad in ["", "/", "/x", "//m", "/s/", "/s/m/extra", "no-slash/m"] {
-            assert_eq!(split_path(bad), None, "{bad:?}");
+    fn every_rpc_of_the_served_protos_has_its_series() {
+        use prost::Message;
+        let mut served = Vec::new();
+        for set in [
+            crate::proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+        ] {
+            let set = prost_types::FileDescriptorSet::decode(set).unwrap();
+            for file in set.file {
+                for svc in &file.service {
+                    for m in &svc.method {
+                        served.push(format!("/{}.{}/{}", file.package(), svc.name(), m.name()));
+                    }
+                }
+            }
         }
+        assert!(served.len() >= 8, "{served:?}");
+        let m = Metrics::new();
+        for path in &served {
+            assert!(m.paths.contains_key(path), "{path} has no series");
+        }
+    }
+
+    #[test]
+    fn made_up_paths_share_one_unknown_series() {
+        let m = Metrics::new();
+        for path in ["/a.B/C", "/x/y", "/arogya.auth.v1.AuthService/Nope"] {
+            assert!(!m.paths.contains_key(path));
+        }
+        let unknown = m.series.len() - 1;
+        for _ in 0..3 {
+            Call {
+                metrics: m.clone(),
+                method: unknown,
+                started: Instant::now(),
+                span: None,
+            }
+            .finish(tonic::Code::Unimplemented);
+        }
+        let text = m.render();
+        assert!(text.contains("grpc_server_handled_total{grpc_type=\"unary\",grpc_service=\"unknown\",grpc_method=\"unknown\",grpc_code=\"Unimplemented\"} 3"), "{text}");
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("grpc_server_handled_total{"))
+                .count(),
+            1,
+            "one series, not one per path"
+        );
     }
 
     #[test]
@@ -657,24 +764,22 @@ mod tests {
     #[test]
     fn the_text_carries_go_grpc_prometheus_names() {
         let m = Metrics::new();
-        let labels = MethodLabels {
-            grpc_type: "unary",
-            grpc_service: "s".into(),
-            grpc_method: "m".into(),
-        };
-        m.started.get_or_create(&labels).inc();
+        let method = m.paths["/arogya.auth.v1.AuthService/VerifyOtp"];
+        m.series[method].started.inc();
         Call {
             metrics: m.clone(),
-            labels,
+            method,
             started: Instant::now(),
             span: None,
         }
         .finish(tonic::Code::Unauthenticated);
         let text = m.render();
         for want in [
-            "grpc_server_started_total{grpc_type=\"unary\",grpc_service=\"s\",grpc_method=\"m\"} 1",
-            "grpc_server_handled_total{grpc_type=\"unary\",grpc_service=\"s\",grpc_method=\"m\",grpc_code=\"Unauthenticated\"} 1",
-            "grpc_server_handling_seconds_count{grpc_type=\"unary\",grpc_service=\"s\",grpc_method=\"m\"} 1",
+            "grpc_server_started_total{grpc_type=\"unary\",grpc_service=\"arogya.auth.v1.AuthService\",grpc_method=\"VerifyOtp\"} 1",
+            "grpc_server_handled_total{grpc_type=\"unary\",grpc_service=\"arogya.auth.v1.AuthService\",grpc_method=\"VerifyOtp\",grpc_code=\"Unauthenticated\"} 1",
+            "grpc_server_handling_seconds_count{grpc_type=\"unary\",grpc_service=\"arogya.auth.v1.AuthService\",grpc_method=\"VerifyOtp\"} 1",
+            // Every method exists from the start.
+            "grpc_server_started_total{grpc_type=\"unary\",grpc_service=\"arogya.auth.v1.AuthService\",grpc_method=\"Logout\"} 0",
         ] {
             assert!(text.contains(want), "{want}\n{text}");
         }

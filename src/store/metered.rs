@@ -1,6 +1,7 @@
-//! The stores, timed: every call to the backing store runs under a `store` span (so traces
-//! show it as a child of the RPC) and lands in `arogya_auth_store_seconds{store,op}`. Wraps
-//! the backing store itself, inside the session cache, so a cache hit costs nothing here.
+//! The Redis stores, timed: every call lands in `arogya_auth_store_seconds{store,op}` and,
+//! when traces are exported, runs under a `store` span (a child of the RPC's). Wraps the
+//! backing store itself, inside the session cache, so a cache hit costs nothing here; the
+//! in-memory stores are not wrapped.
 
 use std::sync::Arc;
 

@@ -208,11 +208,17 @@ async fn redis_down_during_traffic_is_unavailable_then_recovers_with_every_sessi
         .into_inner();
     assert_eq!(live.status(), ServingStatus::Serving);
     // The same state for Prometheus (alert on it: an up metric only says /metrics answered).
-    assert_eq!(sample(&app.scrape_metrics().await, "arogya_auth_ready"), 0.0);
+    assert_eq!(
+        sample(&app.scrape_metrics().await, "arogya_auth_ready"),
+        0.0
+    );
 
     proxy.restore();
     health_becomes(&app, ServingStatus::Serving).await;
-    assert_eq!(sample(&app.scrape_metrics().await, "arogya_auth_ready"), 1.0);
+    assert_eq!(
+        sample(&app.scrape_metrics().await, "arogya_auth_ready"),
+        1.0
+    );
     assert_intact(&app, &before, &pending).await;
 }
 

@@ -729,6 +729,9 @@ fn rpc_spans_reach_an_otlp_collector_continuing_the_callers_trace() {
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (collector, endpoint) = rt.block_on(collector::start());
+    // On Redis and PostgreSQL, whose calls get store spans (the in-memory stores do not).
+    let (_db, db_url) = rt.block_on(Scratch::postgres());
+    let (_prefix, prefix) = Scratch::redis();
     let dir = tempfile::tempdir().unwrap();
     // A schedule delay longer than the test: spans can only arrive by the flush at SIGTERM.
     let mut server = start(
@@ -736,6 +739,9 @@ fn rpc_spans_reach_an_otlp_collector_continuing_the_callers_trace() {
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
             ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
+            ("REDIS_URL", REDIS_URL),
+            ("AROGYA_REDIS__KEY_PREFIX", prefix.as_str()),
+            ("DATABASE_URL", db_url.as_str()),
         ],
     );
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
