@@ -75,10 +75,15 @@ async fn domain_counters_move_with_each_sign_in_event() {
         "arogya_auth_rate_limited_total{limit=\"sms_global\"} 0",
         "arogya_auth_otp_failed_total{reason=\"locked_out\"} 0",
         "arogya_auth_sms_sends_total{provider=\"log\",outcome=\"failed\"} 0",
-        "arogya_auth_ready 1",
     ] {
         assert!(before.lines().any(|l| l == series), "{series}\n{before}");
     }
+    // (Its value follows health, which a busy machine can hold at NOT_SERVING for a moment
+    // after start; tests/api/faults.rs checks both values through an outage.)
+    assert!(
+        before.lines().any(|l| l.starts_with("arogya_auth_ready ")),
+        "{before}"
+    );
 
     // A sign-in: a code sent and accepted by the log provider, verified, a new session.
     let signed = app.sign_in(PHONE).await;
