@@ -308,6 +308,8 @@ impl App {
                 }),
             );
 
+        let router = web_routes(router, &config);
+
         let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
         let stopping = Arc::new(tokio::sync::Notify::new());
         let signal = {
@@ -499,6 +501,33 @@ async fn stores(
         sessions,
         metered_limits(Arc::new(RedisRateLimiter::new(conn, prefix))),
     ))
+}
+
+/// The sign-in page at `/` (GET only, so a gRPC call to an unknown method still gets
+/// UNIMPLEMENTED from tonic): `index.html`, `/assets/…` and an optional `/config.json`.
+fn web_routes(router: axum::Router, config: &Config) -> axum::Router {
+    use tower_http::services::{ServeDir, ServeFile};
+    if !config.web_enabled() {
+        return router;
+    }
+    let dir = &config.web.dir;
+    let index = dir.join("index.html");
+    if !index.is_file() {
+        tracing::warn!(
+            dir = %dir.display(),
+            "sign-in page not built, not served (cd web && npm ci && npm run build); AROGYA_WEB__ENABLED=false silences this"
+        );
+        return router;
+    }
+    tracing::info!(dir = %dir.display(), "serving the sign-in page at /");
+    let mut router = router
+        .route_service("/", ServeFile::new(index))
+        .nest_service("/assets", ServeDir::new(dir.join("assets")));
+    let config_json = dir.join("config.json");
+    if config_json.is_file() {
+        router = router.route_service("/config.json", ServeFile::new(config_json));
+    }
+    router
 }
 
 /// Exact-origin allow-list; exposes the gRPC status headers so browsers can read errors and

@@ -71,6 +71,18 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub server: ServerConfig,
     pub log: LogConfig,
+    pub web: WebConfig,
+}
+
+/// The sign-in page (`web/`), served at `/` on the public port.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// `AROGYA_WEB__ENABLED`. Unset: on in development, off in production.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// `AROGYA_WEB__DIR`: the built page (`npm run build` in `web/`).
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -367,6 +379,10 @@ impl Default for Config {
             log: LogConfig {
                 format: LogFormat::Auto,
                 filter: "info".into(),
+            },
+            web: WebConfig {
+                enabled: None,
+                dir: PathBuf::from("web/dist"),
             },
         }
     }
@@ -841,6 +857,11 @@ impl Config {
             out.push("AROGYA_CORS__ALLOWED_ORIGINS allows a localhost origin; list the app's real origins".into());
         }
         out
+    }
+
+    /// Whether the sign-in page is served: as set, else only in development.
+    pub fn web_enabled(&self) -> bool {
+        self.web.enabled.unwrap_or(!self.is_production())
     }
 
     /// The client IP is taken from `X-Forwarded-For` only when the socket peer is one of these.

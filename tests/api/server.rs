@@ -162,3 +162,70 @@ async fn shutdown_turns_health_not_serving_and_the_server_stops() {
         .unwrap();
     // (Not asserting the port is closed: a parallel test may be handed the same port.)
 }
+
+#[tokio::test]
+async fn the_sign_in_page_is_served_at_the_root_when_enabled_and_grpc_is_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("assets")).unwrap();
+    std::fs::write(dir.path().join("index.html"), "<title>Sign in</title>").unwrap();
+    std::fs::write(dir.path().join("assets/app.js"), "console.log(1)").unwrap();
+    let web = dir.path().to_owned();
+    let app = TestApp::spawn_with(move |c| {
+        c.web.enabled = Some(true);
+        c.web.dir = web;
+    })
+    .await;
+    let page = reqwest::get(app.url() + "/").await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert_eq!(page.text().await.unwrap(), "<title>Sign in</title>");
+    let js = reqwest::get(app.url() + "/assets/app.js").await.unwrap();
+    assert_eq!(js.status(), 200);
+    // Nothing outside the assets folder leaks through an encoded `..`.
+    std::fs::write(dir.path().join("secret.txt"), "no").unwrap();
+    for sneaky in ["/assets/..%2fsecret.txt", "/assets/%2e%2e/secret.txt"] {
+        let res = reqwest::get(app.url() + sneaky).await.unwrap();
+        assert_ne!(res.status(), 200, "{sneaky}");
+    }
+    let nope = reqwest::get(app.url() + "/nope").await.unwrap().status();
+    assert!(nope.is_client_error(), "{nope}");
+    // gRPC beside it: real calls work, an unknown method is still UNIMPLEMENTED.
+    app.request_otp(PHONE).await.expect("gRPC still served");
+    let mut health = HealthClient::new(channel(app.addr).await);
+    health
+        .check(HealthCheckRequest::default())
+        .await
+        .expect("health");
+    let unknown = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap()
+        .post(app.url() + "/arogya.auth.v1.AuthService/Nope")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(vec![0u8, 0, 0, 0, 0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.headers()["grpc-status"], "12", "UNIMPLEMENTED");
+
+    // Off: nothing at the root.
+    let off = TestApp::spawn_with(|c| c.web.enabled = Some(false)).await;
+    let root = reqwest::get(off.url() + "/").await.unwrap().status();
+    assert!(root.is_client_error(), "{root}");
+}
+
+#[test]
+fn the_page_is_on_by_default_in_development_only() {
+    let mut cfg = arogya_auth::config::Config::default();
+    assert!(cfg.web_enabled());
+    cfg.env = arogya_auth::config::Environment::Production;
+    assert!(!cfg.web_enabled());
+    cfg.web.enabled = Some(true);
+    assert!(cfg.web_enabled());
+}
