@@ -183,9 +183,26 @@ async fn the_sign_in_page_is_served_at_the_root_when_enabled_and_grpc_is_untouch
             .unwrap()
             .starts_with("text/html")
     );
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    for rule in [
+        "default-src 'self'",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(csp.contains(rule), "{rule}: {csp}");
+    }
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    assert_eq!(page.headers()["cache-control"], "no-cache");
     assert_eq!(page.text().await.unwrap(), "<title>Sign in</title>");
     let js = reqwest::get(app.url() + "/assets/app.js").await.unwrap();
     assert_eq!(js.status(), 200);
+    assert!(
+        js.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("immutable")
+    );
+    assert_eq!(js.headers()["x-content-type-options"], "nosniff");
     // Nothing outside the assets folder leaks through an encoded `..`.
     std::fs::write(dir.path().join("secret.txt"), "no").unwrap();
     for sneaky in ["/assets/..%2fsecret.txt", "/assets/%2e%2e/secret.txt"] {
