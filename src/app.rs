@@ -504,7 +504,8 @@ async fn stores(
 }
 
 /// The sign-in page at `/` (GET only, so a gRPC call to an unknown method still gets
-/// UNIMPLEMENTED from tonic): `index.html`, `/assets/…` and an optional `/config.json`.
+/// UNIMPLEMENTED from tonic): `index.html` and `/assets/…`. Served from here the page talks to
+/// this origin only (its CSP says so); `/config.json` is for other static servers.
 fn web_routes(router: axum::Router, config: &Config) -> axum::Router {
     use tower_http::services::{ServeDir, ServeFile};
     if !config.web_enabled() {
@@ -539,18 +540,20 @@ fn web_routes(router: axum::Router, config: &Config) -> axum::Router {
         .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(header(header::REFERRER_POLICY, "no-referrer"))
     };
-    let mut page = axum::Router::new().route_service("/", ServeFile::new(index));
-    let config_json = dir.join("config.json");
-    if config_json.is_file() {
-        page = page.route_service("/config.json", ServeFile::new(config_json));
-    }
-    let page = page.layer(header(header::CACHE_CONTROL, "no-cache"));
-    // Vite names every asset by its content hash: cache them for good.
+    let page = axum::Router::new()
+        .route_service("/", ServeFile::new(index))
+        .layer(header(header::CACHE_CONTROL, "no-cache"));
+    // Vite names every asset by its content hash: cache them for good, but never a 404 (a
+    // browser asking a replica that is not updated yet must not remember the miss).
     let assets = axum::Router::new()
         .nest_service("/assets", ServeDir::new(dir.join("assets")))
-        .layer(header(
+        .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
-            "public, max-age=31536000, immutable",
+            |res: &http::Response<_>| {
+                res.status()
+                    .is_success()
+                    .then(|| HeaderValue::from_static("public, max-age=31536000, immutable"))
+            },
         ));
     router.merge(hardened(page.merge(assets)))
 }

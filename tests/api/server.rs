@@ -203,6 +203,12 @@ async fn the_sign_in_page_is_served_at_the_root_when_enabled_and_grpc_is_untouch
             .contains("immutable")
     );
     assert_eq!(js.headers()["x-content-type-options"], "nosniff");
+    let missing = reqwest::get(app.url() + "/assets/gone.js").await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert!(
+        missing.headers().get("cache-control").is_none(),
+        "a miss is never cached for a year"
+    );
     // Nothing outside the assets folder leaks through an encoded `..`.
     std::fs::write(dir.path().join("secret.txt"), "no").unwrap();
     for sneaky in ["/assets/..%2fsecret.txt", "/assets/%2e%2e/secret.txt"] {

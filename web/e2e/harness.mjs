@@ -2,7 +2,8 @@
 // playwright-core, a static server for the page on another origin, screenshots.
 import { spawn } from "node:child_process";
 import { createServer } from "node:http";
-import { mkdtempSync, mkdirSync, readFileSync, existsSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readFileSync, existsSync, rmSync } from "node:fs";
+import { createInterface } from "node:readline";
 import { tmpdir } from "node:os";
 import { join, extname, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -17,7 +18,10 @@ const bin =
   process.env.AROGYA_BIN ??
   join(process.env.CARGO_TARGET_DIR ?? "/var/tmp/arogya-auth-target", "debug", "arogya-auth");
 
-/** Starts the service on a free port with the page; resolves with its origin and a stop(). */
+/**
+ * Starts the service on a free port with the page; resolves with its origin and a stop().
+ * Rate limits and the cooldown are set here, so each test knows its budget.
+ */
 export function startServer(env = {}) {
   const dir = mkdtempSync(join(tmpdir(), "arogya-web-"));
   const child = spawn(bin, [], {
@@ -28,33 +32,43 @@ export function startServer(env = {}) {
       AROGYA_DATABASE__SQLITE_PATH: join(dir, "users.db"),
       AROGYA_WEB__DIR: dist,
       AROGYA_LOG__FILTER: "info",
+      AROGYA_LOG__FORMAT: "json",
+      AROGYA_OTP__RESEND_COOLDOWN_SECONDS: "45",
+      AROGYA_RATE_LIMIT__IP_OTP_REQUESTS__LIMIT: "20",
       ...env,
     },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const log = [];
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${log.join("")}`)), 30_000);
-    const onData = (chunk) => {
-      const text = chunk.toString();
-      log.push(text);
-      const m = /serving gRPC.*addr=(\S+)/.exec(text);
-      if (m) {
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${log.join("\n")}`)), 30_000);
+    const onLine = (line) => {
+      log.push(line);
+      let event;
+      try {
+        event = JSON.parse(line);
+      } catch {
+        return;
+      }
+      if (/serving gRPC/.test(event.fields?.message ?? "") && event.fields.addr) {
         clearTimeout(timer);
         resolve({
-          origin: `http://${m[1]}`,
+          origin: `http://${event.fields.addr}`,
           log,
           stop: () =>
             new Promise((done) => {
-              child.once("exit", done);
+              child.once("exit", () => {
+                rmSync(dir, { recursive: true, force: true });
+                done();
+              });
               child.kill("SIGTERM");
             }),
         });
       }
     };
-    child.stdout.on("data", onData);
-    child.stderr.on("data", onData);
-    child.once("exit", (code) => reject(new Error(`server exited (${code}):\n${log.join("")}`)));
+    createInterface({ input: child.stdout }).on("line", onLine);
+    createInterface({ input: child.stderr }).on("line", onLine);
+    child.once("exit", (code) => reject(new Error(`server exited (${code}):\n${log.join("\n")}`)));
   });
 }
 

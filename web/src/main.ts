@@ -18,13 +18,22 @@ const codeStep = $<HTMLFormElement>("code-step");
 const signedIn = $<HTMLElement>("signed-in");
 const phoneInput = $<HTMLInputElement>("phone");
 const otpInput = $<HTMLInputElement>("otp");
+const sendButton = $<HTMLButtonElement>("send");
 const resendButton = $<HTMLButtonElement>("resend");
+const haveCode = $<HTMLButtonElement>("have-code");
 
 let client: Client<typeof AuthService>;
+/** The number the current code belongs to. */
 let phone = "";
 let maxAttempts = 5;
+/** Wrong codes typed on this page since the current code was issued. */
 let wrongTries = 0;
+/** When the server allows the next code for `phone` (ms since the epoch). */
+let cooldownUntil = 0;
 let refreshToken = "";
+/** One call at a time; a reply is dropped if the page moved to another step meanwhile. */
+let pending = false;
+let stepNumber = 0;
 const timers = new Map<string, number>();
 
 /** What a refusal says, from its status and rich details. */
@@ -46,6 +55,8 @@ function refusal(err: unknown): Refusal {
   };
 }
 
+const SESSION_OVER = new Set(["TOKEN_INVALID", "TOKEN_MISSING", "SESSION_ENDED", "REFRESH_TOKEN_REUSED"]);
+
 function sentence(s: string): string {
   return s.charAt(0).toUpperCase() + s.slice(1) + (/[.!?]$/.test(s) ? "" : ".");
 }
@@ -57,39 +68,55 @@ function waitText(seconds: number): string {
   return `${m} min ${s.toString().padStart(2, "0")} s`;
 }
 
-function show(id: string, text: string | null) {
-  const el = $<HTMLElement>(id);
-  el.hidden = text === null;
-  el.textContent = text ?? "";
-}
-
-/** Shows `render(secondsLeft)` in `id`, ticking down; `done` runs at zero. */
-function countdown(id: string, seconds: number, render: (s: number) => string, done?: () => void) {
-  clearInterval(timers.get(id));
-  let left = seconds;
-  const el = $<HTMLElement>(id);
-  const tick = () => {
-    if (left <= 0) {
-      clearInterval(timers.get(id));
-      timers.delete(id);
-      done?.();
-      return;
-    }
-    el.textContent = render(left);
-    el.dataset.secondsLeft = String(left);
-    left -= 1;
-  };
-  tick();
-  timers.set(id, window.setInterval(tick, 1000));
-}
-
 function stopCountdown(id: string) {
   clearInterval(timers.get(id));
   timers.delete(id);
 }
 
-/** The message a person should see for a refusal, and what to do next. */
-function explain(r: Refusal, where: "phone" | "code" | "session"): string {
+/** Sets (or, with null, hides) a message; any countdown running in it stops. */
+function show(id: string, text: string | null) {
+  stopCountdown(id);
+  const el = $<HTMLElement>(id);
+  el.hidden = text === null;
+  el.textContent = text ?? "";
+  delete el.dataset.secondsLeft;
+}
+
+/**
+ * A live countdown to `deadline` in `id`: `prefix` is said once (screen readers hear the
+ * first wait, not every tick), the ticking number is for the eyes. `done` runs once, at zero.
+ */
+function countdown(id: string, deadline: number, prefix: string, suffix: string, done: () => void) {
+  show(id, null);
+  const el = $<HTMLElement>(id);
+  const left = () => Math.max(0, Math.ceil((deadline - Date.now()) / 1000));
+  if (left() === 0) {
+    done();
+    return;
+  }
+  const spoken = document.createElement("span");
+  spoken.className = "sr-only";
+  spoken.textContent = `${prefix} ${waitText(left())}${suffix}`;
+  const ticking = document.createElement("span");
+  ticking.setAttribute("aria-hidden", "true");
+  el.replaceChildren(spoken, ticking);
+  el.hidden = false;
+  const tick = () => {
+    const s = left();
+    if (s === 0) {
+      stopCountdown(id);
+      done();
+      return;
+    }
+    ticking.textContent = `${prefix} ${waitText(s)}${suffix}`;
+    el.dataset.secondsLeft = String(s);
+  };
+  tick();
+  timers.set(id, window.setInterval(tick, 250));
+}
+
+/** The message a person should see for a refusal. */
+function explain(r: Refusal): string {
   switch (r.reason) {
     case "INVALID_PHONE_NUMBER":
     case "INVALID_OTP":
@@ -104,33 +131,32 @@ function explain(r: Refusal, where: "phone" | "code" | "session"): string {
       return "We could not send the SMS. Try again in a moment.";
     case "BACKEND_UNAVAILABLE":
       return "The sign-in service is busy. Try again in a moment.";
-    case "TOKEN_INVALID":
-    case "TOKEN_MISSING":
-    case "SESSION_ENDED":
-    case "REFRESH_TOKEN_REUSED":
-      return "Your session has ended. Sign in again.";
   }
+  if (SESSION_OVER.has(r.reason)) return "Your session has ended. Sign in again.";
   if (r.code === Code.Unknown || r.code === Code.Unavailable || r.code === Code.Internal) {
     return "Cannot reach the sign-in service. Check your connection and try again.";
   }
-  return where === "session" ? "Something went wrong. Sign in again." : "Something went wrong. Try again.";
+  return "Something went wrong. Try again.";
 }
 
-/** Cooldowns and rate limits: a live countdown from RetryInfo. */
-function showWait(id: string, r: Refusal, onDone: () => void) {
-  const seconds = r.retryAfter ?? 60;
-  const what =
-    r.reason === "OTP_RESEND_COOLDOWN"
-      ? "A code was sent recently. You can ask for a new one in"
-      : "Too many tries. Try again in";
-  $<HTMLElement>(id).hidden = false;
-  countdown(id, seconds, (s) => `${what} ${waitText(s)}.`, () => {
-    show(id, null);
-    onDone();
-  });
+/** Marks `input` as the thing to fix and puts the cursor there. */
+function invalid(input: HTMLInputElement) {
+  input.setAttribute("aria-invalid", "true");
+  input.focus();
+  input.select();
 }
+for (const input of [phoneInput, otpInput]) {
+  input.addEventListener("input", () => input.removeAttribute("aria-invalid"));
+}
+phoneInput.addEventListener("input", () => {
+  haveCode.hidden = true;
+  sendButton.disabled = false;
+  show("phone-error", null);
+});
 
 function step(which: "phone" | "code" | "signed-in") {
+  stepNumber += 1;
+  for (const id of [...timers.keys()]) stopCountdown(id);
   phoneStep.hidden = which !== "phone";
   codeStep.hidden = which !== "code";
   signedIn.hidden = which !== "signed-in";
@@ -138,113 +164,146 @@ function step(which: "phone" | "code" | "signed-in") {
   (which === "phone" ? phoneInput : which === "code" ? otpInput : $("refresh")).focus();
 }
 
-function busy(button: string, on: boolean) {
-  $<HTMLButtonElement>(button).disabled = on;
+/** Runs one call unless another is running; the reply is dropped if the step changed. */
+async function call<T>(
+  buttons: HTMLElement[],
+  run: () => Promise<T>,
+  apply: (r: T) => void,
+  fail: (r: Refusal) => void,
+) {
+  if (pending) return;
+  pending = true;
+  const at = stepNumber;
+  const controls = buttons as HTMLButtonElement[];
+  const was = controls.map((b) => b.disabled);
+  controls.forEach((b) => (b.disabled = true));
+  let outcome: { ok: true; res: T } | { ok: false; r: Refusal };
+  try {
+    outcome = { ok: true, res: await run() };
+  } catch (err) {
+    outcome = { ok: false, r: refusal(err) };
+  }
+  controls.forEach((b, i) => (b.disabled = was[i]));
+  pending = false;
+  if (stepNumber !== at) return;
+  if (outcome.ok) apply(outcome.res);
+  else fail(outcome.r);
 }
 
-function codeSent(sentPhone: string, res: { resendAfterSeconds: number; maxAttempts: number; devOtp: string }) {
-  phone = sentPhone;
-  maxAttempts = res.maxAttempts || 5;
-  wrongTries = 0;
-  otpInput.value = "";
-  show("code-error", null);
-  show("sent-to", `We sent a code by SMS to +91 ${sentPhone.replace(/\D/g, "").slice(-10)}.`);
-  show("dev-otp", res.devOtp ? `Development server: your code is ${res.devOtp}` : null);
-  resendAfter(res.resendAfterSeconds);
-  step("code");
-}
-
-function resendAfter(seconds: number) {
+/** The resend button waits for the server's cooldown. */
+function resendWhenAllowed() {
   resendButton.disabled = true;
-  countdown("resend", seconds, (s) => `Send a new code in ${waitText(s)}`, () => {
+  countdown("resend", cooldownUntil, "Send a new code in", "", () => {
     resendButton.disabled = false;
     resendButton.textContent = "Send a new code";
   });
 }
 
-phoneStep.addEventListener("submit", async (ev) => {
+function codeIssued(number: string, res: { resendAfterSeconds: number; maxAttempts: number; devOtp: string }) {
+  phone = number;
+  maxAttempts = res.maxAttempts || 5;
+  wrongTries = 0;
+  cooldownUntil = Date.now() + res.resendAfterSeconds * 1000;
+  enterCode(res.devOtp);
+}
+
+function enterCode(devOtp: string) {
+  step("code");
+  otpInput.value = "";
+  show("code-error", null);
+  show("sent-to", `We sent a code by SMS to +91 ${phone.replace(/\D/g, "").slice(-10)}.`);
+  show("dev-otp", devOtp ? `Development server: your code is ${devOtp}` : null);
+  resendWhenAllowed();
+}
+
+/** RESOURCE_EXHAUSTED with RetryInfo: a live countdown, the way out closed until it ends. */
+function wait(id: string, r: Refusal, button: HTMLButtonElement) {
+  const seconds = r.retryAfter ?? 60;
+  const cooldown = r.reason === "OTP_RESEND_COOLDOWN";
+  button.disabled = true;
+  countdown(
+    id,
+    Date.now() + seconds * 1000,
+    cooldown ? "A code was sent recently. You can ask for a new one in" : "Too many tries. Try again in",
+    ".",
+    () => {
+      button.disabled = false;
+    },
+  );
+  return cooldown;
+}
+
+phoneStep.addEventListener("submit", (ev) => {
   ev.preventDefault();
-  show("phone-error", null);
-  stopCountdown("phone-error");
-  $("have-code").hidden = true;
-  busy("send", true);
   const typed = phoneInput.value.trim();
-  try {
-    codeSent(typed, await client.requestOtp({ phoneNumber: typed }));
-  } catch (err) {
-    const r = refusal(err);
-    if (r.reason === "OTP_RESEND_COOLDOWN" || r.reason === "RATE_LIMITED") {
-      phone = typed;
-      // A code already on its way: let the person type it.
-      $("have-code").hidden = r.reason !== "OTP_RESEND_COOLDOWN";
-      showWait("phone-error", r, () => {});
-    } else {
-      show("phone-error", explain(r, "phone"));
-    }
-  } finally {
-    busy("send", false);
-  }
+  haveCode.hidden = true;
+  void call(
+    [sendButton],
+    () => client.requestOtp({ phoneNumber: typed }),
+    (res) => codeIssued(typed, res),
+    (r) => {
+      if (r.reason === "OTP_RESEND_COOLDOWN" || r.reason === "RATE_LIMITED") {
+        // Whichever it is, asking again now only spends the budget; the button waits.
+        if (wait("phone-error", r, sendButton)) {
+          // A code is on its way to this number: let the person type it.
+          phone = typed;
+          cooldownUntil = Date.now() + (r.retryAfter ?? 60) * 1000;
+          haveCode.hidden = false;
+        }
+        return;
+      }
+      show("phone-error", explain(r));
+      invalid(phoneInput);
+    },
+  );
 });
 
-$("have-code").addEventListener("click", () => {
-  stopCountdown("phone-error");
-  show("phone-error", null);
-  $("have-code").hidden = true;
-  codeSent(phone, { resendAfterSeconds: 0, maxAttempts, devOtp: "" });
-});
+haveCode.addEventListener("click", () => enterCode(""));
 
-codeStep.addEventListener("submit", async (ev) => {
+codeStep.addEventListener("submit", (ev) => {
   ev.preventDefault();
-  show("code-error", null);
-  busy("verify", true);
-  try {
-    const res = await client.verifyOtp({ phoneNumber: phone, otp: otpInput.value.trim() });
-    refreshToken = res.refreshToken;
-    show("user-phone", res.user?.phoneNumber ?? "");
-    show("user-id", res.user?.id ?? "");
-    show("session-id", res.sessionId);
-    sessionTimes(res.refreshTokenExpiresAt, res.accessTokenExpiresAt);
-    show("session-note", res.newUser ? "Welcome! Your account is ready." : null);
-    show("session-error", null);
-    step("signed-in");
-  } catch (err) {
-    const r = refusal(err);
-    if (r.reason === "OTP_INVALID") wrongTries += 1;
-    if (r.reason === "OTP_ATTEMPTS_EXHAUSTED") {
-      stopCountdown("resend");
-      resendButton.disabled = false;
-      resendButton.textContent = "Send a new code";
-    }
-    if (r.reason === "RATE_LIMITED") showWait("code-error", r, () => {});
-    else show("code-error", explain(r, "code"));
-    otpInput.select();
-  } finally {
-    busy("verify", false);
-  }
+  const verify = $<HTMLButtonElement>("verify");
+  void call(
+    [verify, resendButton],
+    () => client.verifyOtp({ phoneNumber: phone, otp: otpInput.value.trim() }),
+    (res) => {
+      refreshToken = res.refreshToken;
+      step("signed-in");
+      show("user-phone", res.user?.phoneNumber ?? "");
+      show("user-id", res.user?.id ?? "");
+      show("session-id", res.sessionId);
+      sessionTimes(res.refreshTokenExpiresAt, res.accessTokenExpiresAt);
+      show("session-note", res.newUser ? "Welcome! Your account is ready." : null);
+      show("session-error", null);
+    },
+    (r) => {
+      if (r.reason === "OTP_INVALID") wrongTries += 1;
+      if (r.reason === "RATE_LIMITED") {
+        wait("code-error", r, verify);
+        return;
+      }
+      show("code-error", explain(r));
+      invalid(otpInput);
+    },
+  );
 });
 
-resendButton.addEventListener("click", async () => {
-  show("code-error", null);
-  resendButton.disabled = true;
-  try {
-    codeSent(phone, await client.resendOtp({ phoneNumber: phone }));
-    show("code-error", null);
-  } catch (err) {
-    const r = refusal(err);
-    if (r.reason === "OTP_RESEND_COOLDOWN" || r.reason === "RATE_LIMITED") {
-      resendAfter(r.retryAfter ?? 60);
-      showWait("code-error", r, () => {});
-    } else {
-      resendButton.disabled = false;
-      show("code-error", explain(r, "code"));
-    }
-  }
+resendButton.addEventListener("click", () => {
+  void call(
+    [resendButton],
+    () => client.resendOtp({ phoneNumber: phone }),
+    (res) => codeIssued(phone, res),
+    (r) => {
+      if (r.reason === "OTP_RESEND_COOLDOWN" || r.reason === "RATE_LIMITED") {
+        wait("code-error", r, resendButton);
+        return;
+      }
+      show("code-error", explain(r));
+    },
+  );
 });
 
-$("change-number").addEventListener("click", () => {
-  stopCountdown("resend");
-  step("phone");
-});
+$("change-number").addEventListener("click", () => step("phone"));
 
 function sessionTimes(session?: Timestamp, access?: Timestamp) {
   for (const [id, ts] of [["session-expiry", session], ["access-expiry", access]] as const) {
@@ -255,32 +314,38 @@ function sessionTimes(session?: Timestamp, access?: Timestamp) {
   }
 }
 
-$("refresh").addEventListener("click", async () => {
-  show("session-error", null);
-  busy("refresh", true);
-  try {
-    const res = await client.refreshSession({ refreshToken });
-    refreshToken = res.refreshToken;
-    sessionTimes(res.refreshTokenExpiresAt, res.accessTokenExpiresAt);
-    show("session-note", `Session refreshed at ${new Date().toLocaleTimeString()}.`);
-  } catch (err) {
-    signOut(explain(refusal(err), "session"), "error");
-  } finally {
-    busy("refresh", false);
+/** Session calls: an ended session signs out; anything else keeps the session and says why. */
+function sessionFailed(r: Refusal) {
+  if (SESSION_OVER.has(r.reason)) {
+    signOut(explain(r), "error");
+  } else {
+    show("session-note", null);
+    show("session-error", explain(r));
   }
+}
+
+$("refresh").addEventListener("click", () => {
+  show("session-error", null);
+  void call(
+    [$("refresh"), $("logout")],
+    () => client.refreshSession({ refreshToken }),
+    (res) => {
+      refreshToken = res.refreshToken;
+      sessionTimes(res.refreshTokenExpiresAt, res.accessTokenExpiresAt);
+      show("session-note", `Session refreshed at ${new Date().toLocaleTimeString()}.`);
+    },
+    sessionFailed,
+  );
 });
 
-$("logout").addEventListener("click", async () => {
-  busy("logout", true);
-  try {
-    await client.logout({ refreshToken, allSessions: false });
-    signOut("You are signed out.", "ok");
-  } catch (err) {
-    // Already ended or not: either way this browser forgets the session.
-    signOut(explain(refusal(err), "session"), "error");
-  } finally {
-    busy("logout", false);
-  }
+$("logout").addEventListener("click", () => {
+  show("session-error", null);
+  void call(
+    [$("refresh"), $("logout")],
+    () => client.logout({ refreshToken, allSessions: false }),
+    () => signOut("You are signed out.", "ok"),
+    sessionFailed,
+  );
 });
 
 function signOut(message: string, kind: "ok" | "error") {
@@ -291,20 +356,27 @@ function signOut(message: string, kind: "ok" | "error") {
   show("notice", message);
 }
 
-/** Where the service is: this page's own origin, unless `/config.json` names another. */
+/**
+ * Where the service is: this page's own origin, unless a `/config.json` beside the page (on
+ * a static server other than the service) names another http(s) origin.
+ */
 async function serverUrl(): Promise<string> {
   try {
-    const res = await fetch("/config.json", { cache: "no-store" });
+    const res = await fetch("/config.json", { cache: "no-store", signal: AbortSignal.timeout(3000) });
     if (res.ok) {
-      const cfg = (await res.json()) as { server?: string };
-      if (cfg.server) return cfg.server;
+      const { server } = (await res.json()) as { server?: string };
+      if (server) {
+        const url = new URL(server);
+        if (url.protocol === "https:" || url.protocol === "http:") return url.origin;
+      }
     }
   } catch {
-    // No config: same origin.
+    // No (valid) config: same origin.
   }
   return window.location.origin;
 }
 
 client = createClient(AuthService, createGrpcWebTransport({ baseUrl: await serverUrl() }));
+$<HTMLFieldSetElement>("phone-fields").disabled = false;
 phoneStep.dataset.ready = "true";
 phoneInput.focus();
