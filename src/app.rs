@@ -312,13 +312,17 @@ impl App {
 
         let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
         let stopping = Arc::new(tokio::sync::Notify::new());
+        let watcher_abort = watcher.abort_handle();
         let signal = {
             let (health, stopping) = (health.clone(), stopping.clone());
             let watcher_stop = watcher_stop.clone();
             let metrics = metrics.clone();
             async move {
                 shutdown.await;
+                // The watcher ends first, so no check still in flight can report SERVING
+                // after this.
                 watcher_stop.notify_one();
+                let _ = watcher.await;
                 metrics.set_ready(false);
                 tracing::info!("shutting down: no new connections; finishing calls in flight");
                 health.set_not_serving::<AuthServiceServer<AuthApi>>().await;
@@ -349,8 +353,8 @@ impl App {
                 tracing::warn!(grace_seconds = grace.as_secs(), "calls still open after the grace period; closing them");
             }
         }
-        watcher_stop.notify_one();
-        let _ = watcher.await;
+        // (Normally already ended by the shutdown signal; not if serving failed.)
+        watcher_abort.abort();
         admin.abort();
         tracing::info!("stopped");
         Ok(())

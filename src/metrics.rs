@@ -514,13 +514,24 @@ pub struct GrpcMetrics<S> {
     traces: bool,
 }
 
-/// One call being timed; records itself exactly once.
+/// One call being timed; records itself exactly once: with its status when the response
+/// says it, else as `Canceled` when dropped (the client left, or the server's deadline fired
+/// around this layer).
 struct Call {
     metrics: Arc<Metrics>,
     /// Index into `Metrics::series`.
     method: usize,
     started: Instant,
     span: Option<tracing::Span>,
+    done: bool,
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        if !self.done {
+            self.record(tonic::Code::Cancelled);
+        }
+    }
 }
 
 /// The codes OpenTelemetry's RPC conventions count as a server-side error.
@@ -533,7 +544,12 @@ fn is_server_error(code: tonic::Code) -> bool {
 }
 
 impl Call {
-    fn finish(self, code: tonic::Code) {
+    fn finish(mut self, code: tonic::Code) {
+        self.record(code);
+        self.done = true;
+    }
+
+    fn record(&self, code: tonic::Code) {
         if let Some(span) = &self.span {
             span.record("rpc.grpc.status_code", code as i32);
             if is_server_error(code) {
@@ -604,6 +620,7 @@ where
                         req.headers(),
                     )
                 }),
+                done: false,
             }
         });
         let span = call
@@ -681,14 +698,6 @@ where
     }
 }
 
-impl<B> Drop for MeteredBody<B> {
-    fn drop(&mut self) {
-        if let Some(call) = self.call.take() {
-            call.finish(tonic::Code::Cancelled);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -718,6 +727,38 @@ mod tests {
     }
 
     #[test]
+    fn a_call_dropped_before_its_status_counts_as_canceled_once() {
+        let m = Metrics::new();
+        let method = m.paths["/arogya.auth.v1.AuthService/ValidateSession"];
+        let call = |done| Call {
+            metrics: m.clone(),
+            method,
+            started: Instant::now(),
+            span: None,
+            done,
+        };
+        drop(call(false)); // the server's deadline fired, or the client left
+        call(false).finish(tonic::Code::Ok);
+        let text = m.render();
+        let handled = |code: &str| {
+            let series = format!(
+                "grpc_server_handled_total{{grpc_type=\"unary\",grpc_service=\"arogya.auth.v1.AuthService\",grpc_method=\"ValidateSession\",grpc_code=\"{code}\"}} "
+            );
+            text.lines()
+                .find_map(|l| l.strip_prefix(series.as_str()))
+                .unwrap_or("0")
+                .to_owned()
+        };
+        assert_eq!(handled("Canceled"), "1", "{text}");
+        assert_eq!(
+            handled("OK"),
+            "1",
+            "finished calls are not also counted as canceled"
+        );
+        assert!(text.contains("grpc_server_handling_seconds_count{grpc_type=\"unary\",grpc_service=\"arogya.auth.v1.AuthService\",grpc_method=\"ValidateSession\"} 2"));
+    }
+
+    #[test]
     fn made_up_paths_share_one_unknown_series() {
         let m = Metrics::new();
         for path in ["/a.B/C", "/x/y", "/arogya.auth.v1.AuthService/Nope"] {
@@ -730,6 +771,7 @@ mod tests {
                 method: unknown,
                 started: Instant::now(),
                 span: None,
+                done: false,
             }
             .finish(tonic::Code::Unimplemented);
         }
@@ -771,6 +813,7 @@ mod tests {
             method,
             started: Instant::now(),
             span: None,
+            done: false,
         }
         .finish(tonic::Code::Unauthenticated);
         let text = m.render();

@@ -119,7 +119,12 @@ impl Readiness {
                 () = stop.notified() => return,
                 () = tokio::time::sleep(interval) => {}
             }
-            ready = self.report(&health, Some(ready)).await;
+            // A check still running when shutdown begins must not set SERVING (or the ready
+            // gauge) after shutdown set NOT_SERVING: it is abandoned.
+            tokio::select! {
+                () = stop.notified() => return,
+                now_ready = self.report(&health, Some(ready)) => ready = now_ready,
+            }
         }
     }
 }

@@ -409,9 +409,10 @@ impl Config {
         if let Some(f) = file {
             fig = fig.merge(Toml::file_exact(f));
         }
+        let services = linked_services();
         fig.merge(
             Env::prefixed("AROGYA_")
-                .filter(|k| !is_service_link(k.as_str()))
+                .filter(move |k| !is_service_link(k.as_str(), &services))
                 .split("__"),
         )
         .merge(
@@ -870,30 +871,59 @@ impl Config {
     }
 }
 
+/// The Services whose link variables Kubernetes put in this environment under our prefix:
+/// for a Service named `arogya-auth` it always sets `AROGYA_AUTH_SERVICE_HOST` (→ `AUTH`), and
+/// for one named `arogya`, `AROGYA_SERVICE_HOST` (→ the empty name).
+fn linked_services() -> Vec<String> {
+    std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter_map(|k| {
+            let rest = k.strip_prefix("AROGYA_")?;
+            if rest == "SERVICE_HOST" {
+                return Some(String::new());
+            }
+            let svc = rest.strip_suffix("_SERVICE_HOST")?;
+            (!svc.is_empty() && !svc.contains("__")).then(|| svc.to_owned())
+        })
+        .collect()
+}
+
 /// Whether `name` (after the `AROGYA_` prefix) is one of the variables Kubernetes injects for
-/// a Service whose name starts with `arogya-` (`AROGYA_AUTH_SERVICE_HOST`,
-/// `AROGYA_AUTH_PORT_50051_TCP_ADDR`, …). They hold no setting of ours and must not trip the
-/// unknown-key check; none of our names can look like them (ours never end so, and nested
-/// ones contain `__`).
-fn is_service_link(name: &str) -> bool {
+/// one of `services` (`AUTH_SERVICE_HOST`, `AUTH_SERVICE_PORT[_<port name>]`, `AUTH_PORT`,
+/// `AUTH_PORT_50051_TCP[_PROTO|_PORT|_ADDR]`). Only for a Service that is really there, so a
+/// misspelt setting such as `AROGYA_SERVER_PORT` is still refused.
+fn is_service_link(name: &str, services: &[String]) -> bool {
     let name = name.to_ascii_uppercase();
-    if name.contains("__") {
-        return false;
-    }
-    if name.ends_with("_SERVICE_HOST") || name.contains("_SERVICE_PORT") {
-        return true;
-    }
-    // `<SVC>_PORT` and `<SVC>_PORT_<n>_<PROTO>[_PROTO|_PORT|_ADDR]`
-    let Some((_, rest)) = name.rsplit_once("_PORT").filter(|(svc, _)| !svc.is_empty()) else {
-        return false;
-    };
-    let parts: Vec<&str> = rest.split('_').skip(1).collect();
-    rest.is_empty()
-        || (matches!(parts.as_slice(), [n, proto, ..] if n.bytes().all(|b| b.is_ascii_digit()) && !n.is_empty() && matches!(*proto, "TCP" | "UDP" | "SCTP"))
-            && parts.len() <= 3
-            && parts
-                .get(2)
-                .is_none_or(|p| matches!(*p, "PROTO" | "PORT" | "ADDR")))
+    services.iter().any(|svc| {
+        let rest = if svc.is_empty() {
+            Some(name.as_str())
+        } else {
+            name.strip_prefix(svc.as_str())
+                .and_then(|r| r.strip_prefix('_'))
+        };
+        let Some(rest) = rest else {
+            return false;
+        };
+        if matches!(rest, "SERVICE_HOST" | "SERVICE_PORT" | "PORT") {
+            return true;
+        }
+        if let Some(port_name) = rest.strip_prefix("SERVICE_PORT_") {
+            return !port_name.is_empty();
+        }
+        let Some(port) = rest.strip_prefix("PORT_") else {
+            return false;
+        };
+        let parts: Vec<&str> = port.split('_').collect();
+        match parts.as_slice() {
+            [n, proto, tail @ ..] => {
+                !n.is_empty()
+                    && n.bytes().all(|b| b.is_ascii_digit())
+                    && matches!(*proto, "TCP" | "UDP" | "SCTP")
+                    && matches!(tail, [] | ["PROTO" | "PORT" | "ADDR"])
+            }
+            _ => false,
+        }
+    })
 }
 
 /// `otp.ttl_seconds` → `AROGYA_OTP__TTL_SECONDS`; the two unprefixed URLs stay as they are.

@@ -410,6 +410,7 @@ fn kubernetes_service_links_are_ignored_but_a_misspelt_setting_is_not() {
             ("AROGYA_AUTH_PORT_50051_TCP_PROTO", "tcp"),
             ("AROGYA_AUTH_PORT_50051_TCP_PORT", "50051"),
             ("AROGYA_AUTH_PORT_50051_TCP_ADDR", "10.96.0.12"),
+            ("AROGYA_WEB_SERVICE_HOST", "10.96.0.13"),
             ("AROGYA_WEB_PORT_443_UDP_ADDR", "10.96.0.13"),
         ] {
             j.set_env(k, v);
@@ -419,12 +420,29 @@ fn kubernetes_service_links_are_ignored_but_a_misspelt_setting_is_not() {
         assert_eq!(cfg.otp.ttl_seconds, 300);
         Ok(())
     });
+    // A Service named exactly `arogya`.
+    Jail::expect_with(|j| {
+        for (k, v) in [
+            ("AROGYA_SERVICE_HOST", "10.96.0.14"),
+            ("AROGYA_SERVICE_PORT", "50051"),
+            ("AROGYA_PORT", "tcp://10.96.0.14:50051"),
+            ("AROGYA_PORT_50051_TCP_ADDR", "10.96.0.14"),
+        ] {
+            j.set_env(k, v);
+        }
+        load().expect("service links of `arogya` ignored");
+        Ok(())
+    });
     for typo in [
         "AROGYA_LISTEN_ADR",
         "AROGYA_OTP__TTL_SECONDS_PORT",
+        "AROGYA_SERVER_PORT",
+        "AROGYA_ADMIN_PORT",
         "AROGYA_AUTH_PORT_X_TCP",
     ] {
         Jail::expect_with(|j| {
+            // A real Service link beside it does not excuse a misspelt setting.
+            j.set_env("AROGYA_AUTH_SERVICE_HOST", "10.96.0.12");
             j.set_env(typo, "1");
             let err = load().expect_err(typo).to_string();
             assert!(

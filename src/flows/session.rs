@@ -144,16 +144,14 @@ pub async fn logout(
     let now = deps.clock.now_ms();
     let session = if !refresh_token.is_empty() {
         let presented = RefreshToken::parse(refresh_token)?;
+        // Fresh from the store: another replica may have rotated the token a moment ago.
         let rec = deps
             .sessions
-            .get(presented.session, now)
+            .get_fresh(presented.session, now)
             .await?
             .ok_or(SessionError::InvalidToken)?;
         let hash = presented.hash();
-        if !bool::from(subtle::ConstantTimeEq::ct_eq(
-            &rec.refresh_hash[..],
-            &hash[..],
-        )) {
+        if !rec.is_current(&hash) {
             if !rec.knows(&hash) {
                 return Err(SessionError::InvalidToken);
             }

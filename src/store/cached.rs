@@ -124,6 +124,14 @@ impl SessionStore for CachedSessions {
             .await
     }
 
+    async fn get_fresh(
+        &self,
+        r: SessionRef,
+        now: Millis,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        self.inner.get_fresh(r, now).await
+    }
+
     async fn revoke(&self, r: SessionRef) -> Result<bool, StoreError> {
         self.cache.evict(r.id);
         self.inner.revoke(r).await

@@ -9,7 +9,6 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, RwLock};
 
 use async_trait::async_trait;
-use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::{
@@ -281,7 +280,7 @@ impl SessionStore for MemorySessionStore {
             s.remove(r.id);
             return Ok(Rotation::Invalid);
         }
-        let current = bool::from(rec.refresh_hash.ct_eq(presented));
+        let current = rec.is_current(presented);
         let known = rec.knows(presented);
         if current {
             let rec = s.by_id.get_mut(&r.id).ok_or_else(|| poisoned(()))?;

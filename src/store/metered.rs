@@ -106,6 +106,15 @@ impl SessionStore for Metered<dyn SessionStore> {
         self.metrics.store("session", "get", call).await
     }
 
+    async fn get_fresh(
+        &self,
+        s: SessionRef,
+        now: Millis,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let call = self.inner.get_fresh(s, now);
+        self.metrics.store("session", "get", call).await
+    }
+
     async fn rotate(
         &self,
         s: SessionRef,

@@ -184,11 +184,17 @@ impl SessionRecord {
         }
     }
 
+    /// Whether `hash` is this session's current refresh token (compared in constant time).
+    pub fn is_current(&self, hash: &TokenHash) -> bool {
+        use subtle::ConstantTimeEq;
+        bool::from(self.refresh_hash.ct_eq(hash))
+    }
+
     /// Whether `hash` is this session's current refresh token or one it rotated away.
     pub fn knows(&self, hash: &TokenHash) -> bool {
         use subtle::ConstantTimeEq;
         let short = rotated(hash);
-        bool::from(self.refresh_hash.ct_eq(hash))
+        self.is_current(hash)
             || self
                 .previous_hashes
                 .iter()
@@ -213,6 +219,16 @@ pub trait SessionStore: Send + Sync + 'static {
     /// The live session `s`, if it exists, has not expired and was not ended with its user's
     /// other sessions.
     async fn get(&self, s: SessionRef, now: Millis) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// As [`SessionStore::get`], from the store itself, never from a replica's cache: for a
+    /// decision on the current refresh token, which another replica may just have rotated.
+    async fn get_fresh(
+        &self,
+        s: SessionRef,
+        now: Millis,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        self.get(s, now).await
+    }
 
     /// Atomically: if `presented` is the current refresh hash, replace it with `new_hash` and
     /// move the sliding expiry to `new_expires_at` (capped by the absolute expiry); if it is a

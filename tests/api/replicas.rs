@@ -357,3 +357,21 @@ enum Verify {
     NextPublic,
     OldFile,
 }
+
+#[tokio::test]
+async fn logout_on_one_replica_with_a_token_just_rotated_on_the_other() {
+    let pair = replicas(false).await; // keeps the database and prefix alive
+    let (a, b) = (&pair.a, &pair.b);
+    let signed = a.sign_in(PHONE).await;
+    // b has the session cached from a validation; a then rotates the refresh token.
+    b.validate(&signed.access_token).await.unwrap();
+    let refreshed = a.refresh(&signed.refresh_token).await.unwrap();
+    // b decides on the store's record, not its cached copy: the new token is current there.
+    b.logout(&refreshed.refresh_token, false)
+        .await
+        .expect("logout with the token a just issued");
+    expect_code(
+        a.validate(&refreshed.access_token).await,
+        Code::Unauthenticated,
+    );
+}
