@@ -151,6 +151,12 @@ impl KeyRing {
                     ));
                 }
             };
+            if has_small_order(&raw) {
+                return Err(format!(
+                    "{}: a small-order Ed25519 point, under which signatures prove nothing",
+                    which()
+                ));
+            }
             let x = URL_SAFE_NO_PAD.encode(&raw);
             self.verifying
                 .entry(thumbprint(&x))
@@ -355,6 +361,57 @@ const ED25519_SPKI_PREFIX: [u8; 12] = [
 fn ed25519_from_spki(der: &[u8]) -> Option<&[u8]> {
     der.strip_prefix(&ED25519_SPKI_PREFIX[..])
         .filter(|raw| raw.len() == 32)
+}
+
+/// The encodings of Ed25519's small-order points (and their non-canonical twins), as
+/// libsodium's `ge25519_has_small_order` lists them; compared without the sign bit. A public
+/// key among them would accept forged signatures, so it is refused.
+fn has_small_order(raw: &[u8]) -> bool {
+    const BLOCKLIST: [[u8; 32]; 7] = [
+        // 0 (order 4)
+        [0; 32],
+        // 1 (order 1)
+        [
+            1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0,
+        ],
+        // order 8
+        [
+            0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef,
+            0x98, 0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88,
+            0x6d, 0x53, 0xfc, 0x05,
+        ],
+        // order 8
+        [
+            0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10,
+            0x67, 0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77,
+            0x92, 0xac, 0x03, 0x7a,
+        ],
+        // p - 1 (order 2)
+        [
+            0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0xff, 0xff, 0xff, 0x7f,
+        ],
+        // p (= 0, non-canonical)
+        [
+            0xed, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0xff, 0xff, 0xff, 0x7f,
+        ],
+        // p + 1 (= 1, non-canonical)
+        [
+            0xee, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0xff, 0xff, 0xff, 0x7f,
+        ],
+    ];
+    let Ok(key) = <[u8; 32]>::try_from(raw) else {
+        return false;
+    };
+    BLOCKLIST
+        .iter()
+        .any(|bad| bad[..31] == key[..31] && (bad[31] & 0x7f) == (key[31] & 0x7f))
 }
 
 /// RFC 7638 thumbprint of an Ed25519 JWK (members in lexicographic order, no spaces).
@@ -646,6 +703,31 @@ mod tests {
         for blank in ["", "\n  \n"] {
             let ring = KeyRing::from_config(&jwt(&key, Some(blank))).expect("blank adds nothing");
             assert_eq!(ring.kids().len(), 1);
+        }
+        // The identity point and p - 1 (sign bit set, too), as SPKI public keys.
+        for raw in [
+            {
+                let mut k = [0u8; 32];
+                k[0] = 1;
+                k
+            },
+            {
+                let mut k = [0xffu8; 32];
+                k[0] = 0xec;
+                k[31] = 0xff;
+                k
+            },
+        ] {
+            let mut der = ED25519_SPKI_PREFIX.to_vec();
+            der.extend_from_slice(&raw);
+            let bundle = pem::encode(&pem::Pem::new("PUBLIC KEY", der));
+            let err = KeyRing::from_config(&jwt(&key, Some(&bundle))).unwrap_err();
+            assert!(err.to_string().contains("small-order"), "{err}");
+        }
+        // A real key is never mistaken for one.
+        for _ in 0..50 {
+            let public = KeyRing::public_pem(KeyRing::generate_pem().unwrap().as_bytes()).unwrap();
+            KeyRing::from_config(&jwt(&key, Some(&public))).expect("a real public key");
         }
         let err = KeyRing::from_config(&jwt("garbage", None)).unwrap_err();
         assert!(
